@@ -1,0 +1,22 @@
+"""Shared request dependencies."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.bridge import Bridge
+from app.settings import Settings
+
+
+def get_bridge(request: Request) -> Bridge:
+    bridge: Bridge = request.app.state.bridge
+    return bridge
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

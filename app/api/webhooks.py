@@ -1,0 +1,82 @@
+"""Provider webhook endpoints: one code path for every provider, chosen by the URL's first part."""
+
+import time
+
+from fastapi import APIRouter, Request, Response
+
+from app.api.deps import BridgeDep, SettingsDep
+from app.providers.base import Answer, WebhookError, WebhookRequest
+
+router = APIRouter(tags=["webhooks"])
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class PayloadTooLarge(WebhookError):
+    status_code = 413
+
+
+def signed_url(request: Request, public_base_url: str | None) -> str:
+    """The URL the provider requested, as it signed it. Behind a TLS-terminating proxy the app
+    sees another scheme and host, so the configured public base replaces them."""
+    if public_base_url is None:
+        return str(request.url)
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = public_base_url + raw_path.decode("latin-1")
+    query = request.scope.get("query_string", b"")
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+async def webhook_request(request: Request, public_base_url: str | None) -> WebhookRequest:
+    return WebhookRequest(
+        method=request.method,
+        url=signed_url(request, public_base_url),
+        headers=request.headers,
+        query=request.query_params.multi_items(),
+        body=await read_body(request) if request.method == "POST" else b"",
+        received_at=time.time(),
+    )
+
+
+def _response(answer: Answer) -> Response:
+    return Response(content=answer.body, media_type=answer.media_type)
+
+
+def _refusal(exc: WebhookError) -> Response:
+    return Response(content=f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
+
+
+@router.api_route("/{provider}/incoming", methods=["GET", "POST"])
+async def incoming(
+    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+) -> Response:
+    """A provider's voice webhook for a new call: answered with a stream to an Ultravox agent."""
+    try:
+        webhook = await webhook_request(request, settings.public_base_url)
+        return _response(await bridge.incoming(provider, webhook))
+    except WebhookError as exc:
+        return _refusal(exc)
+
+
+@router.api_route("/{provider}/fallback", methods=["GET", "POST"])
+async def fallback(
+    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+) -> Response:
+    """A provider's fallback URL: the fallback answer, without calling Ultravox."""
+    try:
+        webhook = await webhook_request(request, settings.public_base_url)
+        return _response(await bridge.fallback(provider, webhook))
+    except WebhookError as exc:
+        return _refusal(exc)

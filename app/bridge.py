@@ -1,0 +1,143 @@
+"""The inbound call flow, the same for every provider:
+webhook -> adapter (verify, parse) -> route -> Ultravox call -> adapter (answer)."""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.calls import build_call_body
+from app.providers.base import (
+    Answer,
+    FallbackPlan,
+    InboundCall,
+    ProviderAdapter,
+    WebhookError,
+    WebhookRequest,
+)
+from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
+from app.settings import Settings
+from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
+
+logger = logging.getLogger("app.bridge")
+
+
+class UnknownProvider(WebhookError):
+    status_code = 404
+
+
+@dataclass
+class Outcome:
+    """What happened to one webhook, for the answer, the log line and the metrics."""
+
+    answer: Answer
+    outcome: str
+    route: str | None = None
+    ultravox_call_id: str | None = None
+
+
+OutcomeFor = Callable[[ProviderAdapter, WebhookRequest, dict[str, Any]], Awaitable[Outcome]]
+
+
+class Bridge:
+    """Answers providers' webhooks. Holds the adapters, the routing table and the Ultravox client
+    for the application's lifetime; `routing` may be replaced while calls are in flight."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: dict[str, ProviderAdapter],
+        routing: RoutingTable,
+        ultravox: UltravoxClient,
+    ) -> None:
+        self.adapters = adapters
+        self.routing = routing
+        self.ultravox = ultravox
+        self._default_fallback = FallbackPlan(
+            settings.fallback_message, settings.fallback_dial_number
+        )
+
+    def adapter(self, provider: str) -> ProviderAdapter:
+        try:
+            return self.adapters[provider]
+        except KeyError:
+            raise UnknownProvider(f"unknown provider {provider!r}") from None
+
+    async def incoming(self, provider: str, request: WebhookRequest) -> Answer:
+        """Answer a provider's call webhook: stream to a new Ultravox call, or fall back."""
+        return await self._handle(provider, request, self._answer_call)
+
+    async def fallback(self, provider: str, request: WebhookRequest) -> Answer:
+        """Answer a provider's fallback-URL request without calling Ultravox."""
+        return await self._handle(provider, request, self._answer_fallback)
+
+    async def _handle(self, provider: str, request: WebhookRequest, answer: "OutcomeFor") -> Answer:
+        started = time.perf_counter()
+        adapter = self.adapter(provider)
+        fields: dict[str, Any] = {"provider": provider, "method": request.method}
+        try:
+            adapter.check(request)
+            outcome: Outcome = await answer(adapter, request, fields)
+        except WebhookError as exc:
+            fields.update(outcome=_refusal(exc), status=exc.status_code, reason=str(exc))
+            fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            logger.warning("webhook.refused", extra={"fields": fields})
+            raise
+        fields.update(outcome=outcome.outcome, route=outcome.route)
+        if outcome.ultravox_call_id:
+            fields["ultravox_call_id"] = outcome.ultravox_call_id
+        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        level = logging.INFO if outcome.outcome == "answered" else logging.WARNING
+        logger.log(level, f"webhook.{outcome.outcome}", extra={"fields": fields})
+        return outcome.answer
+
+    async def _answer_call(
+        self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
+    ) -> Outcome:
+        call = adapter.parse(request)
+        fields.update(call_id=call.call_id, **{"from": call.from_number, "to": call.to_number})
+        route = self.routing.resolve(call)
+        if route is None:
+            fields["reason"] = "no route for the called number"
+            return Outcome(adapter.reject_answer(), "rejected")
+        if isinstance(route.target, RejectTarget):
+            return Outcome(adapter.reject_answer(), "rejected", route.name)
+        try:
+            created = await self._create(adapter, route.target, call)
+        except UltravoxError as exc:
+            fields.update(
+                ultravox_error=type(exc).__name__,
+                ultravox_status=exc.status_code,
+                reason=str(exc)[:300],
+            )
+            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
+        answer = await adapter.stream_answer(call, created)
+        return Outcome(answer, "answered", route.name, created.call_id)
+
+    async def _answer_fallback(
+        self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
+    ) -> Outcome:
+        # The caller must hear something even if the request lacks fields the route needs.
+        try:
+            call: InboundCall | None = adapter.parse(request)
+        except WebhookError:
+            call = None
+        if call is not None:
+            fields["call_id"] = call.call_id
+        plan = self.routing.fallback_for(call) or self._default_fallback
+        return Outcome(adapter.fallback_answer(plan), "fallback")
+
+    async def _create(
+        self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
+    ) -> UltravoxCall:
+        body = build_call_body(target, call, adapter.medium())
+        if isinstance(target, AgentTarget):
+            return await self.ultravox.create_agent_call(target.agent_id, body)
+        return await self.ultravox.create_call(body)
+
+
+def _refusal(exc: WebhookError) -> str:
+    return {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large"}.get(
+        exc.status_code, "unavailable"
+    )

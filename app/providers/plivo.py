@@ -1,0 +1,98 @@
+"""Plivo: answer-URL requests signed with Signature V3 (HMAC-SHA256 with a nonce), answered
+with Plivo XML built by the plivo SDK."""
+
+from typing import Any
+
+from plivo import plivoxml
+from plivo.utils.signature_v3 import validate_v3_signature
+
+from app.providers.base import (
+    Answer,
+    FallbackPlan,
+    InboundCall,
+    ProviderAdapter,
+    SignatureError,
+    WebhookRequest,
+    first_values,
+    inbound_call,
+)
+from app.settings import Settings
+from app.ultravox import UltravoxCall
+
+PLIVO_XML = "application/xml"
+
+
+def _plivo_xml(response: plivoxml.ResponseElement) -> Answer:
+    return Answer(response.to_string(False).encode(), PLIVO_XML)
+
+
+def _signed_params(request: WebhookRequest) -> dict[str, Any]:
+    """The form fields as the SDK's signer expects them: a list where a name repeats."""
+    params: dict[str, Any] = {}
+    for name, value in request.form():
+        if name in params:
+            existing = params[name]
+            params[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            params[name] = value
+    return params
+
+
+class PlivoAdapter(ProviderAdapter):
+    name = "plivo"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._tokens = [token.get_secret_value() for token in settings.plivo_auth_token]
+        self._content_type = settings.plivo_stream_content_type
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self._tokens)
+
+    def verify(self, request: WebhookRequest) -> None:
+        signature = request.headers.get("x-plivo-signature-v3")
+        nonce = request.headers.get("x-plivo-signature-v3-nonce")
+        if not signature or not nonce:
+            raise SignatureError("missing X-Plivo-Signature-V3 or its nonce")
+        method = "POST" if request.method == "POST" else "GET"
+        for token in self._tokens:
+            # The SDK updates the dict it is given with the URL's query: give each call its own.
+            params = _signed_params(request) if method == "POST" else {}
+            if validate_v3_signature(method, request.url, nonce, token, signature, params):
+                return
+        raise SignatureError("X-Plivo-Signature-V3 does not match")
+
+    def parse(self, request: WebhookRequest) -> InboundCall:
+        return inbound_call(self.name, first_values(request.params()), "CallUUID", "From", "To")
+
+    def medium(self) -> dict[str, Any]:
+        return {"plivo": {}}
+
+    async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
+        response = plivoxml.ResponseElement()
+        response.add(
+            plivoxml.StreamElement(
+                ultravox_call.join_url,
+                bidirectional=True,
+                keepCallAlive=True,
+                contentType=self._content_type,
+            )
+        )
+        return _plivo_xml(response)
+
+    def fallback_answer(self, plan: FallbackPlan) -> Answer:
+        response = plivoxml.ResponseElement()
+        response.add(plivoxml.SpeakElement(plan.message))
+        if plan.dial_number:
+            dial = plivoxml.DialElement()
+            dial.add(plivoxml.NumberElement(plan.dial_number))
+            response.add(dial)
+        else:
+            response.add(plivoxml.HangupElement())
+        return _plivo_xml(response)
+
+    def reject_answer(self) -> Answer:
+        response = plivoxml.ResponseElement()
+        response.add(plivoxml.HangupElement(reason="rejected"))
+        return _plivo_xml(response)

@@ -1,0 +1,81 @@
+"""Twilio: voice webhooks signed with HMAC over URL and parameters, answered with TwiML."""
+
+from typing import Any
+
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from app.providers.base import (
+    Answer,
+    FallbackPlan,
+    InboundCall,
+    ProviderAdapter,
+    SignatureError,
+    WebhookRequest,
+    first_values,
+    inbound_call,
+)
+from app.settings import Settings
+from app.ultravox import UltravoxCall
+
+TWIML = "text/xml"
+
+
+def _twiml(response: VoiceResponse) -> Answer:
+    return Answer(str(response.to_xml()).encode(), TWIML)
+
+
+class TwilioAdapter(ProviderAdapter):
+    name = "twilio"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._validators = [
+            RequestValidator(token.get_secret_value()) for token in settings.twilio_auth_token
+        ]
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self._validators)
+
+    def verify(self, request: WebhookRequest) -> None:
+        signature = request.headers.get("x-twilio-signature")
+        if not signature:
+            raise SignatureError("missing X-Twilio-Signature")
+        # GET webhooks sign the URL (with its query) only; POST ones add the form fields.
+        params = ImmutableMultiDict(request.form()) if request.method == "POST" else {}
+        algorithm = get_signature_algorithm(
+            request.headers.get("x-twilio-webhooks-signature-settings")
+        )
+        for validator in self._validators:
+            if validator.validate(request.url, params, signature, algorithm):
+                return
+        raise SignatureError("X-Twilio-Signature does not match")
+
+    def parse(self, request: WebhookRequest) -> InboundCall:
+        return inbound_call(self.name, first_values(request.params()), "CallSid", "From", "To")
+
+    def medium(self) -> dict[str, Any]:
+        return {"twilio": {}}
+
+    async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
+        connect = Connect()
+        connect.stream(url=ultravox_call.join_url)
+        response = VoiceResponse()
+        response.append(connect)
+        return _twiml(response)
+
+    def fallback_answer(self, plan: FallbackPlan) -> Answer:
+        response = VoiceResponse()
+        response.say(plan.message)
+        if plan.dial_number:
+            response.dial(plan.dial_number)
+        else:
+            response.hangup()
+        return _twiml(response)
+
+    def reject_answer(self) -> Answer:
+        response = VoiceResponse()
+        response.reject(reason="rejected")
+        return _twiml(response)

@@ -1,0 +1,180 @@
+"""Configuration: one validated `Settings` object, read once at start-up from the environment
+and `.env`. Code receives settings; it never reads `os.environ` itself."""
+
+import base64
+import binascii
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_FALLBACK_MESSAGE = (
+    "Sorry, our assistant cannot take your call right now. Please try again in a few minutes."
+)
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant answering a phone call. Greet the caller, keep your "
+    "answers short and speak naturally."
+)
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+# Call fields an agent call cannot override, and fields the bridge itself decides.
+AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
+BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
+
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+class ConfigError(Exception):
+    """The configuration cannot run the service; the message names the setting and the fix."""
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    ultravox_api_key: SecretStr
+    ultravox_api_url: str = "https://api.ultravox.ai/api"
+    ultravox_agent_id: str | None = None
+    ultravox_system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    ultravox_voice: str | None = None
+    ultravox_model: str | None = None
+    ultravox_call_options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    ultravox_deadline_seconds: float = Field(default=8.0, gt=0, le=14)
+
+    public_base_url: str | None = None
+    verify_signatures: bool = True
+    twilio_auth_token: SecretList = Field(default_factory=list)
+    telnyx_public_key: SecretList = Field(default_factory=list)
+    plivo_auth_token: SecretList = Field(default_factory=list)
+
+    telnyx_stream_codec: Literal["L16", "PCMU", "PCMA", "G722", "OPUS", "AMR-WB"] = "L16"
+    telnyx_stream_sampling_rate: Literal[8000, 16000, 24000, 48000] = 16000
+    plivo_stream_content_type: Literal[
+        "audio/x-l16;rate=16000", "audio/x-l16;rate=8000", "audio/x-mulaw;rate=8000"
+    ] = "audio/x-l16;rate=16000"
+
+    fallback_message: str = Field(default=DEFAULT_FALLBACK_MESSAGE, min_length=1)
+    fallback_dial_number: str | None = None
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_phone_numbers: Literal["masked", "full"] = "masked"
+
+    @field_validator("twilio_auth_token", "telnyx_public_key", "plivo_auth_token", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("telnyx_public_key")
+    @classmethod
+    def _ed25519_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            try:
+                raw = base64.b64decode(key.get_secret_value(), validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    "each key must be the base64 of 32 raw bytes, as Telnyx Mission Control shows "
+                    "under Keys & Credentials > Public Key"
+                )
+        return keys
+
+    @field_validator("ultravox_call_options", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not valid JSON ({exc.msg} at position {exc.pos})") from exc
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object, e.g. {"maxDuration": "600s"}')
+        return value
+
+    @field_validator("ultravox_call_options")
+    @classmethod
+    def _no_bridge_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(BRIDGE_OWNED_FIELDS & value.keys())
+        if owned:
+            raise ValueError(
+                f"must not set {', '.join(owned)}: the bridge sets the medium from the provider "
+                "(use firstSpeakerSettings instead of the deprecated firstSpeaker)"
+            )
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value):
+            raise ValueError(
+                "must be the URL the providers call, such as https://bridge.example.com "
+                "(no query string)"
+            )
+        return value
+
+    @field_validator("ultravox_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not re.match(r"^https?://\S+$", value):
+            raise ValueError("must be an http(s) URL such as https://api.ultravox.ai/api")
+        return value.rstrip("/")
+
+    @field_validator("fallback_dial_number")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not E164.match(value.strip()):
+            raise ValueError("must be a phone number in E.164 form, such as +14155550100")
+        return value.strip()
+
+    @field_validator("ultravox_agent_id", "ultravox_voice", "ultravox_model")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _agent_fields(self) -> "Settings":
+        if self.ultravox_agent_id:
+            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
+            if bad:
+                raise ValueError(
+                    f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
+                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
+                )
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, turning pydantic's errors into one readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required: set it in the environment or in .env (see .env.example)"
+        lines.append(f"  {name}: {message}")
+    return "\n".join(lines)

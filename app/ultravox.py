@@ -1,0 +1,223 @@
+"""Client for Ultravox's REST API: creates calls within a deadline, retrying what can help."""
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Errors raised before the request reached Ultravox, so a retry cannot create a second call.
+# A read timeout is not among them: Ultravox may have created the call already.
+RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class UltravoxError(Exception):
+    """Ultravox did not give us a call. `retryable` says whether trying again could help."""
+
+    retryable = False
+    status_code: int | None = None
+
+
+class UltravoxConnectionError(UltravoxError):
+    """The request never reached Ultravox (DNS, refused connection, connect timeout)."""
+
+    retryable = True
+
+
+class UltravoxTransportError(UltravoxError):
+    """The connection broke after the request was sent: Ultravox may have created the call, so
+    repeating the request could create a second one."""
+
+
+class UltravoxTimeout(UltravoxError):
+    """The deadline for creating the call passed before Ultravox answered."""
+
+
+class UltravoxHTTPError(UltravoxError):
+    """Ultravox answered with an error status."""
+
+    def __init__(self, status_code: int, body: str, retry_after: float | None = None) -> None:
+        super().__init__(f"Ultravox answered {status_code}: {body[:300]}")
+        self.status_code = status_code
+        self.body = body
+        self.retry_after = retry_after
+
+
+class UltravoxRateLimited(UltravoxHTTPError):
+    """429: over the request rate or the plan's concurrent-call cap."""
+
+    retryable = True
+
+
+class UltravoxUnavailable(UltravoxHTTPError):
+    """502, 503 or 504: Ultravox or its capacity is temporarily short."""
+
+    retryable = True
+
+
+class UltravoxAuthError(UltravoxHTTPError):
+    """401 or 403: the API key is wrong or lacks permission."""
+
+
+class UltravoxRequestError(UltravoxHTTPError):
+    """Another 4xx: the request body or agent id is wrong; repeating it cannot help."""
+
+
+class UltravoxBadResponse(UltravoxError):
+    """Ultravox said the call was created but the answer lacks what we need (a `joinUrl`)."""
+
+
+@dataclass(frozen=True)
+class UltravoxCall:
+    """A created Ultravox call: what the provider needs to stream to it."""
+
+    call_id: str
+    join_url: str
+    raw: dict[str, Any]
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now; it may be a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_for(response: httpx.Response) -> UltravoxHTTPError:
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    body = response.text
+    if status == 429:
+        return UltravoxRateLimited(status, body, retry_after)
+    if status in RETRYABLE_STATUSES or status >= 500:
+        cls = UltravoxUnavailable if status in RETRYABLE_STATUSES else UltravoxRequestError
+        return cls(status, body, retry_after)
+    if status in (401, 403):
+        return UltravoxAuthError(status, body)
+    return UltravoxRequestError(status, body)
+
+
+class UltravoxClient:
+    """Creates Ultravox calls over one shared `httpx.AsyncClient` (connection reuse).
+
+    Every creation runs against a deadline that covers all attempts and waits; retries back off
+    exponentially with jitter, or by `Retry-After` when Ultravox gives one, and stop early when
+    the next attempt could not start before the deadline.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_url: str,
+        api_key: str,
+        deadline_seconds: float,
+        backoff_base: float = 0.2,
+        backoff_max: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self._api_url = api_url.rstrip("/")
+        self._headers = {"X-API-Key": api_key}
+        self._deadline_seconds = deadline_seconds
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+
+    async def create_call(self, body: dict[str, Any]) -> UltravoxCall:
+        """Start a call from an inline definition (`POST /calls`)."""
+        return await self._create("/calls", body)
+
+    async def create_agent_call(self, agent_id: str, body: dict[str, Any]) -> UltravoxCall:
+        """Start a call from a saved agent (`POST /agents/{agent_id}/calls`)."""
+        return await self._create(f"/agents/{agent_id}/calls", body)
+
+    async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
+        deadline = time.monotonic() + self._deadline_seconds
+        try:
+            async with asyncio.timeout(self._deadline_seconds):
+                return await self._post_with_retries(path, body, deadline)
+        except TimeoutError:
+            raise UltravoxTimeout(
+                f"no answer from Ultravox within {self._deadline_seconds:g}s"
+            ) from None
+
+    async def _post_with_retries(
+        self, path: str, body: dict[str, Any], deadline: float
+    ) -> UltravoxCall:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._post_once(path, body, deadline)
+            except UltravoxError as exc:
+                wait = self._next_wait(exc, attempt)
+                remaining = deadline - time.monotonic()
+                if wait is None or wait >= remaining:
+                    raise
+                logger.warning(
+                    "ultravox.retry",
+                    extra={
+                        "fields": {
+                            "attempt": attempt,
+                            "status": exc.status_code,
+                            "error": type(exc).__name__,
+                            "wait_s": round(wait, 3),
+                        }
+                    },
+                )
+                await self._sleep(wait)
+
+    def _next_wait(self, exc: UltravoxError, attempt: int) -> float | None:
+        if not exc.retryable:
+            return None
+        if isinstance(exc, UltravoxHTTPError) and exc.retry_after is not None:
+            return exc.retry_after
+        backoff = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
+        return backoff * (0.5 + random.random() / 2)
+
+    async def _post_once(self, path: str, body: dict[str, Any], deadline: float) -> UltravoxCall:
+        timeout = max(0.001, deadline - time.monotonic())
+        try:
+            response = await self._http.post(
+                self._api_url + path, json=body, headers=self._headers, timeout=timeout
+            )
+        except RETRYABLE_TRANSPORT_ERRORS as exc:
+            raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
+        except httpx.TimeoutException as exc:
+            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        if response.status_code not in (200, 201):
+            raise _error_for(response)
+        return _parse_call(response)
+
+
+def _parse_call(response: httpx.Response) -> UltravoxCall:
+    try:
+        data = response.json()
+    except ValueError:
+        raise UltravoxBadResponse("Ultravox answered with a body that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UltravoxBadResponse("Ultravox answered with JSON that is not an object")
+    join_url = data.get("joinUrl")
+    if not isinstance(join_url, str) or not join_url.startswith(("wss://", "ws://")):
+        raise UltravoxBadResponse(f"Ultravox created call {data.get('callId')} without a joinUrl")
+    return UltravoxCall(call_id=str(data.get("callId") or ""), join_url=join_url, raw=data)

@@ -1,0 +1,209 @@
+"""Shared fixtures: settings, the app with its lifespan, and webhooks signed the way each
+provider signs them (its own SDK's signing where it has one)."""
+
+import base64
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import respx
+from nacl.signing import SigningKey
+from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
+from twilio.request_validator import RequestValidator
+
+from app.main import create_app
+from app.settings import Settings
+
+API_URL = "https://ultravox.test/api"
+API_KEY = "test-ultravox-key-0123456789"
+BASE_URL = "http://bridge.test"
+JOIN_URL = "wss://voice.ultravox.test/calls/3f1c/join?token=abc&x=1"
+CALL_ID = "3f1c2d4e-0000-4000-8000-000000000001"
+AGENT_ID = "agent-1234"
+CALLER = "+15005550006"
+CALLED = "+15005550001"
+
+TWILIO_TOKEN = "twilio-test-token"
+PLIVO_TOKEN = "plivo-test-token"
+TELNYX_KEY = SigningKey(b"\x01" * 32)
+TELNYX_PUBLIC_KEY = base64.b64encode(bytes(TELNYX_KEY.verify_key)).decode()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "ultravox_api_key": API_KEY,
+        "ultravox_api_url": API_URL,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "telnyx_public_key": TELNYX_PUBLIC_KEY,
+        "plivo_auth_token": PLIVO_TOKEN,
+        "ultravox_deadline_seconds": 2,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan run, and a client that talks to it in-process."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(make_settings()) as c:
+        yield c
+
+
+@pytest.fixture
+def ultravox() -> respx.MockRouter:
+    """Ultravox's API, mocked at the HTTP level; unmatched requests fail the test."""
+    with respx.mock(base_url=API_URL, assert_all_called=False) as router:
+        yield router
+
+
+def created_call(join_url: str = JOIN_URL, call_id: str = CALL_ID) -> httpx.Response:
+    return httpx.Response(
+        201, json={"callId": call_id, "joinUrl": join_url, "created": "2026-11-24T10:00:00Z"}
+    )
+
+
+# --- webhooks as each provider sends them -------------------------------------------------
+
+
+@dataclass
+class Webhook:
+    """One HTTP request as a provider would send it."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
+
+    async def send(self, client: httpx.AsyncClient) -> httpx.Response:
+        headers = dict(self.headers)
+        if self.method == "POST":
+            headers.setdefault("content-type", "application/x-www-form-urlencoded")
+        return await client.request(self.method, self.url, headers=headers, content=self.content)
+
+
+def _url(path: str, method: str, fields: dict[str, str], base: str = BASE_URL) -> str:
+    url = base + path
+    return f"{url}?{urlencode(fields)}" if method == "GET" else url
+
+
+def twilio_webhook(
+    fields: dict[str, str],
+    method: str = "POST",
+    path: str = "/twilio/incoming",
+    token: str = TWILIO_TOKEN,
+    signed_base: str = BASE_URL,
+) -> Webhook:
+    signed = _url(path, method, fields, signed_base)
+    params = fields if method == "POST" else {}
+    signature = RequestValidator(token).compute_signature(signed, params)
+    body = urlencode(fields).encode() if method == "POST" else b""
+    return Webhook(method, _url(path, method, fields), {"X-Twilio-Signature": signature}, body)
+
+
+def telnyx_webhook(
+    fields: dict[str, str],
+    method: str = "GET",
+    path: str = "/telnyx/incoming",
+    key: SigningKey = TELNYX_KEY,
+    timestamp: int | None = None,
+) -> Webhook:
+    body = urlencode(fields).encode() if method == "POST" else b""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = key.sign(ts.encode() + b"|" + body).signature
+    headers = {
+        "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+        "telnyx-timestamp": ts,
+    }
+    return Webhook(method, _url(path, method, fields), headers, body)
+
+
+def plivo_webhook(
+    fields: dict[str, str],
+    method: str = "POST",
+    path: str = "/plivo/incoming",
+    token: str = PLIVO_TOKEN,
+    nonce: str = "12345678901234567890",
+    signed_base: str = BASE_URL,
+) -> Webhook:
+    signed = _url(path, method, fields, signed_base)
+    if method == "POST":
+        base = construct_post_url(signed, dict(fields))
+    else:
+        base = construct_get_url(signed, {})
+    signature = get_signature_v3(token.encode(), base.decode(), nonce.encode()).decode()
+    headers = {"X-Plivo-Signature-V3": signature, "X-Plivo-Signature-V3-Nonce": nonce}
+    body = urlencode(fields).encode() if method == "POST" else b""
+    return Webhook(method, _url(path, method, fields), headers, body)
+
+
+def twilio_fields(call_id: str = "CA0123456789abcdef0123456789abcdef") -> dict[str, str]:
+    return {
+        "AccountSid": "AC0123456789abcdef0123456789abcdef",
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_id,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "From": CALLER,
+        "To": CALLED,
+    }
+
+
+def telnyx_fields(call_id: str = "v3:telnyx-call-0001") -> dict[str, str]:
+    return {
+        "AccountSid": "6b8e6a33-2d8c-4a59-9bb3-7d8f4b0a0001",
+        "ApiVersion": "2010-04-01",
+        "CallSid": call_id,
+        "CallSidLegacy": "v3:legacy-0001",
+        "CallStatus": "ringing",
+        "ConnectionId": "1234567890",
+        "From": CALLER,
+        "To": CALLED,
+    }
+
+
+def plivo_fields(call_id: str = "8e6d1c4a-0000-4000-8000-00000000a001") -> dict[str, str]:
+    return {
+        "CallStatus": "ringing",
+        "CallUUID": call_id,
+        "Direction": "inbound",
+        "From": CALLER.lstrip("+"),
+        "To": CALLED.lstrip("+"),
+    }
+
+
+@dataclass(frozen=True)
+class ProviderCase:
+    """How to make a valid webhook for one provider, so tests can run for every provider."""
+
+    name: str
+    fields: Callable[..., dict[str, str]]
+    webhook: Callable[..., Webhook]
+    call_id_field: str
+
+
+PROVIDERS = [
+    ProviderCase("twilio", twilio_fields, twilio_webhook, "CallSid"),
+    ProviderCase("telnyx", telnyx_fields, telnyx_webhook, "CallSid"),
+    ProviderCase("plivo", plivo_fields, plivo_webhook, "CallUUID"),
+]
+
+
+@pytest.fixture(params=PROVIDERS, ids=lambda case: case.name)
+def provider(request: pytest.FixtureRequest) -> ProviderCase:
+    case: ProviderCase = request.param
+    return case
