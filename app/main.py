@@ -13,6 +13,7 @@ from app.logs import configure_logging
 from app.providers import build_adapters
 from app.routing import table_from_settings
 from app.settings import Settings, load_settings
+from app.store import MemoryStore
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
+            app.state.store = MemoryStore()
             app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
             app.state.draining = False
             _log_startup(config, app.state.bridge)
