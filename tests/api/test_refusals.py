@@ -1,0 +1,227 @@
+"""Webhooks the service refuses: each gets the right status and never reaches Ultravox."""
+
+import time
+
+import pytest
+import respx
+from nacl.signing import SigningKey
+
+from tests.conftest import (
+    BASE_URL,
+    ProviderCase,
+    Webhook,
+    make_settings,
+    plivo_fields,
+    plivo_webhook,
+    running_app,
+    telnyx_fields,
+    telnyx_webhook,
+    twilio_fields,
+    twilio_webhook,
+)
+
+
+@pytest.fixture
+def no_ultravox(ultravox: respx.MockRouter) -> respx.MockRouter:
+    """Ultravox's API where any call creation would be recorded (and must not happen)."""
+    ultravox.post(path__regex=r".*").respond(201, json={"callId": "c", "joinUrl": "wss://u/j"})
+    return ultravox
+
+
+def without(headers: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if not k.lower().startswith(prefix)}
+
+
+async def test_webhook_whose_body_was_changed_after_signing_is_refused(
+    provider: ProviderCase, no_ultravox: respx.MockRouter
+) -> None:
+    signed = provider.webhook(provider.fields(), method="POST")
+    changed = provider.webhook({**provider.fields(), "To": "+15005550009"}, method="POST")
+    tampered = Webhook("POST", changed.url, signed.headers, changed.content)
+    async with running_app(make_settings()) as client:
+        response = await tampered.send(client)
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "does not match" in response.text
+    assert no_ultravox.calls.call_count == 0
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_webhook_signed_with_another_secret_is_refused(
+    provider: ProviderCase, method: str, no_ultravox: respx.MockRouter
+) -> None:
+    other_secret = {
+        "twilio": {"token": "someone-elses-token"},
+        "telnyx": {"key": SigningKey(b"\x09" * 32)},
+        "plivo": {"token": "someone-elses-token"},
+    }[provider.name]
+    webhook = provider.webhook(provider.fields(), method=method, **other_secret)
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 403
+    assert "does not match" in response.text
+    assert no_ultravox.calls.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "prefix"),
+    [("twilio", "x-twilio"), ("telnyx", "telnyx-"), ("plivo", "x-plivo")],
+)
+async def test_webhook_without_signature_is_refused(
+    case: str, prefix: str, no_ultravox: respx.MockRouter
+) -> None:
+    builders = {
+        "twilio": lambda: twilio_webhook(twilio_fields()),
+        "telnyx": lambda: telnyx_webhook(telnyx_fields()),
+        "plivo": lambda: plivo_webhook(plivo_fields()),
+    }
+    webhook = builders[case]()
+    webhook.headers = without(webhook.headers, prefix)
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 403
+    assert response.text.startswith("missing ")
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_telnyx_webhook_signed_ten_minutes_ago_is_refused(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    webhook = telnyx_webhook(telnyx_fields(), timestamp=int(time.time()) - 600)
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 403
+    assert response.text == "Telnyx timestamp is too old or in the future\n"
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_twilio_signature_for_the_public_url_needs_public_base_url(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    # Twilio signed https://bridge.example.com/...; behind the proxy the app sees http://bridge.test.
+    public = "https://bridge.example.com"
+    webhook = twilio_webhook(twilio_fields(), signed_base=public)
+    async with running_app(make_settings()) as client:
+        refused = await webhook.send(client)
+    async with running_app(make_settings(public_base_url=public)) as client:
+        accepted = await webhook.send(client)
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert "<Stream" in accepted.text
+    assert no_ultravox.calls.call_count == 1
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_plivo_signature_for_the_public_url_needs_public_base_url(
+    method: str, no_ultravox: respx.MockRouter
+) -> None:
+    public = "https://bridge.example.com/"
+    webhook = plivo_webhook(plivo_fields(), method=method, signed_base=public.rstrip("/"))
+    async with running_app(make_settings()) as client:
+        refused = await webhook.send(client)
+    async with running_app(make_settings(public_base_url=public)) as client:
+        accepted = await webhook.send(client)
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert no_ultravox.calls.call_count == 1
+
+
+@pytest.mark.parametrize("endpoint", ["incoming", "fallback"])
+async def test_provider_without_secret_answers_503(
+    provider: ProviderCase, endpoint: str, no_ultravox: respx.MockRouter
+) -> None:
+    secret_setting = {
+        "twilio": "twilio_auth_token",
+        "telnyx": "telnyx_public_key",
+        "plivo": "plivo_auth_token",
+    }[provider.name]
+    settings = make_settings(**{secret_setting: ""})
+    webhook = provider.webhook(provider.fields(), path=f"/{provider.name}/{endpoint}")
+    async with running_app(settings) as client:
+        response = await webhook.send(client)
+        ready = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.text == f"no {provider.name} secret is configured\n"
+    assert no_ultravox.calls.call_count == 0
+    assert ready.status_code == 200
+    assert ready.json()["providers"][provider.name] is False
+
+
+async def test_unsigned_webhook_is_served_when_signatures_are_off(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    settings = make_settings(verify_signatures=False, twilio_auth_token="")
+    async with running_app(settings) as client:
+        response = await client.post(
+            "/twilio/incoming",
+            data=twilio_fields(),
+        )
+    assert response.status_code == 200
+    assert "<Stream" in response.text
+    assert no_ultravox.calls.call_count == 1
+
+
+@pytest.mark.parametrize("missing", ["call_id", "From", "To"])
+async def test_webhook_without_a_required_field_is_bad_request(
+    provider: ProviderCase, missing: str, no_ultravox: respx.MockRouter
+) -> None:
+    name = provider.call_id_field if missing == "call_id" else missing
+    fields = {k: v for k, v in provider.fields().items() if k != name}
+    async with running_app(make_settings()) as client:
+        response = await provider.webhook(fields).send(client)
+    assert response.status_code == 400
+    assert response.text == f"missing field(s): {name}\n"
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_body_over_64_kib_is_refused_before_anything_else(
+    provider: ProviderCase, no_ultravox: respx.MockRouter
+) -> None:
+    fields = {**provider.fields(), "Padding": "x" * 70_000}
+    webhook = provider.webhook(fields, method="POST")
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+        # The service goes on serving after the refusal.
+        after = await provider.webhook(provider.fields(), method="POST").send(client)
+    assert response.status_code == 413
+    assert response.text == "body over 65536 bytes\n"
+    assert after.status_code == 200
+    assert no_ultravox.calls.call_count == 1
+
+
+async def test_chunked_body_over_64_kib_is_refused(no_ultravox: respx.MockRouter) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(20):
+            yield b"A=" + b"x" * 4096 + b"&"
+
+    async with running_app(make_settings()) as client:
+        response = await client.post(
+            "/twilio/incoming",
+            content=chunks(),
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": "x",
+            },
+        )
+    assert response.status_code == 413
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_body_that_is_not_utf8_is_bad_request(no_ultravox: respx.MockRouter) -> None:
+    async with running_app(make_settings(verify_signatures=False)) as client:
+        response = await client.post(
+            "/twilio/incoming",
+            content=b"CallSid=\xff\xfe",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    assert response.text == "the body is not UTF-8\n"
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_unknown_provider_is_not_found(no_ultravox: respx.MockRouter) -> None:
+    async with running_app(make_settings()) as client:
+        response = await client.post(f"{BASE_URL}/acme/incoming", content=b"CallSid=1")
+    assert response.status_code == 404
+    assert response.text == "unknown provider 'acme'\n"
+    assert no_ultravox.calls.call_count == 0

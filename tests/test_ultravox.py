@@ -1,0 +1,172 @@
+"""The Ultravox client alone: which failures it retries, how long it waits, and when it stops."""
+
+import email.utils
+
+import httpx
+import pytest
+import respx
+
+from app.ultravox import (
+    UltravoxAuthError,
+    UltravoxBadResponse,
+    UltravoxClient,
+    UltravoxConnectionError,
+    UltravoxRateLimited,
+    UltravoxRequestError,
+    UltravoxTimeout,
+    UltravoxUnavailable,
+    parse_retry_after,
+)
+
+API_URL = "https://ultravox.test/api"
+CREATED = {"callId": "c-1", "joinUrl": "wss://voice.ultravox.test/j"}
+
+
+class Sleeps:
+    """A stand-in for asyncio.sleep that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def api() -> respx.MockRouter:
+    with respx.mock(base_url=API_URL) as router:
+        yield router
+
+
+async def make_client(sleeps: Sleeps, deadline: float = 8.0) -> UltravoxClient:
+    return UltravoxClient(
+        httpx.AsyncClient(),
+        api_url=API_URL,
+        api_key="k",
+        deadline_seconds=deadline,
+        sleep=sleeps,
+    )
+
+
+async def test_retry_after_seconds_is_waited_exactly(api: respx.MockRouter) -> None:
+    api.post("/calls").side_effect = [
+        httpx.Response(429, headers={"Retry-After": "3"}),
+        httpx.Response(201, json=CREATED),
+    ]
+    sleeps = Sleeps()
+    call = await (await make_client(sleeps)).create_call({"systemPrompt": "hi"})
+    assert call.join_url == "wss://voice.ultravox.test/j"
+    assert call.call_id == "c-1"
+    assert sleeps.waits == [3.0]
+
+
+def test_retry_after_http_date_is_seconds_from_now() -> None:
+    now = 1_800_000_000.0
+    header = email.utils.formatdate(now + 4, usegmt=True)
+    assert parse_retry_after(header, now=now) == 4.0
+    assert parse_retry_after("garbage", now=now) is None
+    assert parse_retry_after(email.utils.formatdate(now - 10, usegmt=True), now=now) == 0.0
+
+
+async def test_unavailable_is_retried_with_growing_backoff(api: respx.MockRouter) -> None:
+    api.post("/calls").side_effect = [
+        httpx.Response(503),
+        httpx.Response(502),
+        httpx.Response(504),
+        httpx.Response(201, json=CREATED),
+    ]
+    sleeps = Sleeps()
+    await (await make_client(sleeps)).create_call({})
+    # Backoff 0.2, 0.4, 0.8 s, each jittered to between half and all of it.
+    assert len(sleeps.waits) == 3
+    for wait, ceiling in zip(sleeps.waits, [0.2, 0.4, 0.8], strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
+async def test_connection_error_is_retried(api: respx.MockRouter) -> None:
+    route = api.post("/calls")
+    route.side_effect = [httpx.ConnectError("refused"), httpx.Response(201, json=CREATED)]
+    await (await make_client(Sleeps())).create_call({})
+    assert route.call_count == 2
+
+
+async def test_read_timeout_is_not_retried_because_the_call_may_exist(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post("/calls")
+    route.side_effect = httpx.ReadTimeout("slow")
+    with pytest.raises(UltravoxTimeout):
+        await (await make_client(Sleeps())).create_call({})
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, UltravoxRequestError),
+        (401, UltravoxAuthError),
+        (403, UltravoxAuthError),
+        (404, UltravoxRequestError),
+        (500, UltravoxRequestError),
+    ],
+)
+async def test_errors_that_a_retry_cannot_fix_are_raised_at_once(
+    api: respx.MockRouter, status: int, error: type[Exception]
+) -> None:
+    route = api.post("/calls").respond(status, json={"detail": "no"})
+    with pytest.raises(error) as raised:
+        await (await make_client(Sleeps())).create_call({})
+    assert route.call_count == 1
+    assert raised.value.status_code == status  # type: ignore[attr-defined]
+
+
+async def test_retries_stop_when_the_next_wait_would_pass_the_deadline(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post("/calls").respond(503, headers={"Retry-After": "2"})
+    sleeps = Sleeps()
+    with pytest.raises(UltravoxUnavailable):
+        await (await make_client(sleeps, deadline=1.5)).create_call({})
+    assert route.call_count == 1
+    assert sleeps.waits == []
+
+
+async def test_rate_limit_keeps_retrying_within_the_deadline(api: respx.MockRouter) -> None:
+    # The recorded sleeps do not pass time, so the deadline never runs out: each 429 is retried
+    # until the responses run out; the error of the last attempt is what the caller sees.
+    api.post("/calls").side_effect = [httpx.Response(429, headers={"Retry-After": "1"})] * 3 + [
+        httpx.Response(429, headers={"Retry-After": "100"})
+    ]
+    sleeps = Sleeps()
+    with pytest.raises(UltravoxRateLimited):
+        await (await make_client(sleeps)).create_call({})
+    assert sleeps.waits == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"callId": "c"}, {"callId": "c", "joinUrl": "https://not-a-socket"}, ["a"]],
+    ids=["missing", "not-websocket", "not-object"],
+)
+async def test_created_call_without_a_usable_join_url_is_a_bad_response(
+    api: respx.MockRouter, body: object
+) -> None:
+    api.post("/calls").respond(201, json=body)
+    with pytest.raises(UltravoxBadResponse):
+        await (await make_client(Sleeps())).create_call({})
+
+
+async def test_agent_call_posts_to_the_agent_with_the_api_key(api: respx.MockRouter) -> None:
+    route = api.post("/agents/a-1/calls").respond(201, json=CREATED)
+    await (await make_client(Sleeps())).create_agent_call("a-1", {"templateContext": {}})
+    request = route.calls.last.request
+    assert request.headers["x-api-key"] == "k"
+    assert request.content == b'{"templateContext":{}}'
+
+
+async def test_unreachable_ultravox_is_a_connection_error_after_retries(
+    api: respx.MockRouter,
+) -> None:
+    api.post("/calls").side_effect = httpx.ConnectError("refused")
+    with pytest.raises(UltravoxConnectionError):
+        await (await make_client(Sleeps(), deadline=0.05)).create_call({})
