@@ -114,7 +114,7 @@ class Bridge:
             return Outcome(adapter.reject_answer(), "rejected")
         if isinstance(route.target, RejectTarget):
             return Outcome(adapter.reject_answer(), "rejected", route.name)
-        target = route.target
+        target = route.target  # bound here so that the closure keeps the narrowed type
         try:
             created = await self.dedupe.create_once(
                 call.provider, call.call_id, lambda: self._create(adapter, target, call)

@@ -51,7 +51,16 @@ def _created_record(call: UltravoxCall) -> str:
     return json.dumps({"state": "created", "callId": call.call_id, "joinUrl": call.join_url})
 
 
-def _read_record(value: str) -> dict[str, str]:
+def _created_call(record: dict[str, object]) -> UltravoxCall | None:
+    call_id, join_url = record.get("callId"), record.get("joinUrl")
+    if isinstance(call_id, str) and isinstance(join_url, str):
+        return UltravoxCall(call_id=call_id, join_url=join_url, raw={})
+    return None
+
+
+def _read_record(value: str) -> dict[str, object]:
+    """The record's fields; an unreadable record reads as one still being created, so repeats
+    wait for it to expire rather than fail."""
     try:
         record = json.loads(value)
     except ValueError:
@@ -124,8 +133,8 @@ class CallDeduplicator:
             if held is None:
                 return Created(await self._create_and_record(key, create), duplicate=False)
             record = _read_record(held)
-            if record.get("state") == "created":
-                call = UltravoxCall(call_id=record["callId"], join_url=record["joinUrl"], raw={})
+            call = _created_call(record) if record.get("state") == "created" else None
+            if call is not None:
                 return Created(call, duplicate=True)
             if record.get("state") == "failed":
                 raise FirstCreationFailed("the first webhook for this call got no Ultravox call")

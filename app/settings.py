@@ -155,6 +155,17 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @model_validator(mode="after")
+    def _agent_fields(self) -> "Settings":
+        if self.ultravox_agent_id:
+            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
+            if bad:
+                raise ValueError(
+                    f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
+                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
+                )
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -172,17 +183,6 @@ class Settings(BaseSettings):
                 f"ULTRAVOX_DEADLINE_SECONDS ({self.ultravox_deadline_seconds:g}), or a repeat "
                 "could create a second call while the first is still being created"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _agent_fields(self) -> "Settings":
-        if self.ultravox_agent_id:
-            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
-            if bad:
-                raise ValueError(
-                    f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
-                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
-                )
         return self
 
 

@@ -218,3 +218,21 @@ def test_lease_shorter_than_the_deadline_is_refused() -> None:
 def test_redis_url_must_be_a_redis_url() -> None:
     with pytest.raises(ConfigError, match="REDIS_URL: must be a Redis URL"):
         load_settings(_env_file=None, ultravox_api_key=API_KEY, redis_url="http://redis:6379")
+
+
+async def test_unreadable_record_leads_to_fallback_not_a_crash(
+    redis_url: str, ultravox: respx.MockRouter
+) -> None:
+    route = slow_ultravox(ultravox, delay=0)
+    call_id = twilio_fields()["CallSid"]
+    other_writer = RedisStore(redis_url, timeout_seconds=1)
+    await other_writer.put(f"call:twilio:{call_id}", '{"state": "created"}', ttl_seconds=60)
+    await other_writer.close()
+
+    settings = make_settings(redis_url=redis_url, ultravox_deadline_seconds=0.3)
+    async with running_app(settings) as client:
+        answer = await twilio_webhook(twilio_fields()).send(client)
+
+    assert answer.status_code == 200
+    assert "<Say>" in answer.text
+    assert route.call_count == 0
