@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.store import MemoryStore, RedisStore, StoreError
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 
 class FakeClock:
@@ -100,13 +100,13 @@ async def test_unreachable_redis_raises_store_error_and_is_counted() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.5)
     before = {op: store_errors(op) for op in ("put", "get", "take", "claim")}
     try:
-        with pytest.raises(StoreError):
+        with pytest.raises(StoreError, match=r"Redis put failed: .*ConnectionError"):
             await store.put("k", "v", ttl_seconds=1)
-        with pytest.raises(StoreError):
+        with pytest.raises(StoreError, match="Redis get not tried"):
             await store.get("k")
-        with pytest.raises(StoreError):
+        with pytest.raises(StoreError, match="Redis take not tried"):
             await store.take("k")
-        with pytest.raises(StoreError):
+        with pytest.raises(StoreError, match="Redis claim not tried"):
             await store.claim("k", "v", ttl_seconds=1)
     finally:
         await store.close()
@@ -128,14 +128,48 @@ def silent_server() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
-async def test_redis_that_never_answers_times_out(silent_server: int) -> None:
-    store = RedisStore(f"redis://127.0.0.1:{silent_server}/0", timeout_seconds=0.2)
+async def test_redis_that_never_answers_times_out_then_pauses(silent_server: int) -> None:
+    clock = FakeClock()
+    store = RedisStore(
+        f"redis://127.0.0.1:{silent_server}/0",
+        timeout_seconds=0.2,
+        pause_after_failure=1,
+        clock=clock,
+    )
     before = store_errors("claim")
     try:
         async with asyncio.timeout(5):  # the test's own bound, far above the store's
-            with pytest.raises(StoreError):
+            with pytest.raises(StoreError, match=r"Redis claim failed: .*TimeoutError"):
+                await store.claim("k", "v", ttl_seconds=1)
+            clock.now += 0.9
+            with pytest.raises(StoreError, match="Redis claim not tried"):
+                await store.claim("k", "v", ttl_seconds=1)
+            clock.now += 0.1
+            with pytest.raises(StoreError, match=r"Redis claim failed: .*TimeoutError"):
                 await store.claim("k", "v", ttl_seconds=1)
     finally:
         await store.close()
 
-    assert store_errors("claim") - before == 1
+    assert store_errors("claim") - before == 3
+
+
+async def test_redis_is_used_again_after_the_pause() -> None:
+    clock = FakeClock()
+    port = free_port()
+    store = RedisStore(
+        f"redis://127.0.0.1:{port}/0", timeout_seconds=1, pause_after_failure=1, clock=clock
+    )
+    server = None
+    try:
+        with pytest.raises(StoreError, match="Redis put failed"):
+            await store.put("k", "v", ttl_seconds=10)
+        server = RedisServer(port)
+        with pytest.raises(StoreError, match="Redis put not tried"):
+            await store.put("k", "v", ttl_seconds=10)
+        clock.now += 1
+        await store.put("k", "v", ttl_seconds=10)
+        assert await store.get("k") == "v"
+    finally:
+        await store.close()
+        if server is not None:
+            server.stop()
