@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app import metrics
 from app.calls import build_call_body
+from app.dedupe import CallDeduplicator
 from app.providers.base import (
     Answer,
     FallbackPlan,
@@ -18,6 +20,7 @@ from app.providers.base import (
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
 from app.settings import Settings
+from app.store import MemoryStore
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 
 logger = logging.getLogger("app.bridge")
@@ -50,10 +53,17 @@ class Bridge:
         adapters: dict[str, ProviderAdapter],
         routing: RoutingTable,
         ultravox: UltravoxClient,
+        dedupe: CallDeduplicator | None = None,
     ) -> None:
         self.adapters = adapters
         self.routing = routing
         self.ultravox = ultravox
+        self.dedupe = dedupe or CallDeduplicator(
+            MemoryStore(),
+            ttl_seconds=settings.dedupe_ttl_seconds,
+            lease_seconds=settings.dedupe_lease_seconds,
+            wait_seconds=settings.ultravox_deadline_seconds,
+        )
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
         )
@@ -77,18 +87,19 @@ class Bridge:
         adapter = self.adapter(provider)
         fields: dict[str, Any] = {"provider": provider, "method": request.method}
         try:
-            adapter.check(request)
-            outcome: Outcome = await answer(adapter, request, fields)
+            with metrics.WEBHOOKS_IN_FLIGHT.track_inprogress():
+                adapter.check(request)
+                outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
             fields.update(outcome=_refusal(exc), status=exc.status_code, reason=str(exc))
-            fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            fields["latency_ms"] = _count(provider, fields["outcome"], started)
             logger.warning("webhook.refused", extra={"fields": fields})
             raise
         fields.update(outcome=outcome.outcome, route=outcome.route)
         if outcome.ultravox_call_id:
             fields["ultravox_call_id"] = outcome.ultravox_call_id
-        fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        level = logging.INFO if outcome.outcome == "answered" else logging.WARNING
+        fields["latency_ms"] = _count(provider, outcome.outcome, started)
+        level = logging.INFO if outcome.outcome in ("answered", "duplicate") else logging.WARNING
         logger.log(level, f"webhook.{outcome.outcome}", extra={"fields": fields})
         return outcome.answer
 
@@ -103,8 +114,11 @@ class Bridge:
             return Outcome(adapter.reject_answer(), "rejected")
         if isinstance(route.target, RejectTarget):
             return Outcome(adapter.reject_answer(), "rejected", route.name)
+        target = route.target  # bound here so that the closure keeps the narrowed type
         try:
-            created = await self._create(adapter, route.target, call)
+            created = await self.dedupe.create_once(
+                call.provider, call.call_id, lambda: self._create(adapter, target, call)
+            )
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,
@@ -112,8 +126,9 @@ class Bridge:
                 reason=str(exc)[:300],
             )
             return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
-        answer = await adapter.stream_answer(call, created)
-        return Outcome(answer, "answered", route.name, created.call_id)
+        answer = await adapter.stream_answer(call, created.call)
+        outcome = "duplicate" if created.duplicate else "answered"
+        return Outcome(answer, outcome, route.name, created.call.call_id)
 
     async def _answer_fallback(
         self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
@@ -135,6 +150,14 @@ class Bridge:
         if isinstance(target, AgentTarget):
             return await self.ultravox.create_agent_call(target.agent_id, body)
         return await self.ultravox.create_call(body)
+
+
+def _count(provider: str, outcome: str, started: float) -> float:
+    """Record the webhook in the metrics; returns its latency in milliseconds for the log."""
+    seconds = time.perf_counter() - started
+    metrics.WEBHOOKS.labels(provider=provider, outcome=outcome).inc()
+    metrics.WEBHOOK_SECONDS.labels(provider=provider).observe(seconds)
+    return round(seconds * 1000, 2)
 
 
 def _refusal(exc: WebhookError) -> str:

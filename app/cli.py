@@ -7,9 +7,8 @@ from app.settings import ConfigError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from app.main import create_app
+    from app.server import serve
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
@@ -17,13 +16,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    uvicorn.run(
-        create_app(settings, setup_logging=True),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-    )
+    serve(create_app(settings, setup_logging=True), settings)
     return 0
 
 

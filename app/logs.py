@@ -5,10 +5,15 @@ import json
 import logging
 import sys
 import time
+from contextvars import ContextVar
 from typing import Any
 
 # Event fields that hold phone numbers; the formatter masks them, so call sites never have to.
 PHONE_FIELDS = frozenset({"from", "to", "caller", "called", "fallback_number"})
+
+# The id of the HTTP request being served, set per request by `app.api.request_id`; every line
+# logged while serving it carries the id, so one call's lines can be found together.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def mask_phone(number: str) -> str:
@@ -29,6 +34,9 @@ class EventFormatter(logging.Formatter):
 
     def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
         fields = dict(getattr(record, "fields", None) or {})
+        current_request = request_id.get()
+        if current_request is not None:
+            fields.setdefault("request_id", current_request)
         if self.mask_numbers:
             for name in PHONE_FIELDS & fields.keys():
                 if isinstance(fields[name], str):

@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, webhooks
+from app.api import health, metrics, webhooks
+from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
+from app.dedupe import CallDeduplicator
 from app.logs import configure_logging
 from app.providers import build_adapters
 from app.routing import table_from_settings
 from app.settings import Settings, load_settings
-from app.store import MemoryStore
+from app.store import MemoryStore, RedisStore, Store
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
@@ -38,16 +40,38 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
-            app.state.store = MemoryStore()
-            app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
+            app.state.store = build_store(config)
+            dedupe = CallDeduplicator(
+                app.state.store,
+                ttl_seconds=config.dedupe_ttl_seconds,
+                lease_seconds=config.dedupe_lease_seconds,
+                wait_seconds=config.ultravox_deadline_seconds,
+            )
+            app.state.bridge = Bridge(
+                config, adapters, table_from_settings(config), ultravox, dedupe
+            )
             app.state.draining = False
             _log_startup(config, app.state.bridge)
-            yield
+            try:
+                yield
+            finally:
+                await app.state.store.close()
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(metrics.router)
+    app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def build_store(settings: Settings) -> Store:
+    """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
+    if settings.redis_url is None:
+        return MemoryStore()
+    return RedisStore(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
 
 
 def _log_startup(settings: Settings, bridge: Bridge) -> None:
@@ -61,6 +85,7 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "providers_without_secret": ",".join(waiting) or "none",
                 "call": "agent" if settings.ultravox_agent_id else "inline",
                 "public_base_url": settings.public_base_url or "unset",
+                "store": "memory" if settings.redis_url is None else "redis",
             }
         },
     )

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phone_numbers: Literal["masked", "full"] = "masked"
 
+    redis_url: SecretStr | None = None
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    dedupe_ttl_seconds: float = Field(default=600, gt=0)
+    dedupe_lease_seconds: float = Field(default=15, gt=0)
+    shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
+
     @field_validator("twilio_auth_token", "telnyx_public_key", "plivo_auth_token", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -158,6 +164,25 @@ class Settings(BaseSettings):
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
                     "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
                 )
+        return self
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not re.match(r"^(redis|rediss|unix)://\S+$", value.get_secret_value().strip()):
+            raise ValueError("must be a Redis URL such as redis://redis:6379/0 (or rediss://)")
+        return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _lease_outlives_deadline(self) -> "Settings":
+        if self.dedupe_lease_seconds <= self.ultravox_deadline_seconds:
+            raise ValueError(
+                f"DEDUPE_LEASE_SECONDS ({self.dedupe_lease_seconds:g}) must be longer than "
+                f"ULTRAVOX_DEADLINE_SECONDS ({self.ultravox_deadline_seconds:g}), or a repeat "
+                "could create a second call while the first is still being created"
+            )
         return self
 
 

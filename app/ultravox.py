@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from app import metrics
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -155,6 +157,7 @@ class UltravoxClient:
             async with asyncio.timeout(self._deadline_seconds):
                 return await self._post_with_retries(path, body, deadline)
         except TimeoutError:
+            metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
             raise UltravoxTimeout(
                 f"no answer from Ultravox within {self._deadline_seconds:g}s"
             ) from None
@@ -183,6 +186,7 @@ class UltravoxClient:
                         }
                     },
                 )
+                metrics.ULTRAVOX_RETRIES.inc()
                 await self._sleep(wait)
 
     def _next_wait(self, exc: UltravoxError, attempt: int) -> float | None:
@@ -195,16 +199,21 @@ class UltravoxClient:
 
     async def _post_once(self, path: str, body: dict[str, Any], deadline: float) -> UltravoxCall:
         timeout = max(0.001, deadline - time.monotonic())
-        try:
-            response = await self._http.post(
-                self._api_url + path, json=body, headers=self._headers, timeout=timeout
-            )
-        except RETRYABLE_TRANSPORT_ERRORS as exc:
-            raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
-        except httpx.TimeoutException as exc:
-            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        with metrics.ULTRAVOX_REQUEST_SECONDS.time():
+            try:
+                response = await self._http.post(
+                    self._api_url + path, json=body, headers=self._headers, timeout=timeout
+                )
+            except RETRYABLE_TRANSPORT_ERRORS as exc:
+                metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
+                raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
+            except httpx.TimeoutException as exc:
+                metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
+                raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+            except httpx.HTTPError as exc:
+                metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
+                raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        metrics.ULTRAVOX_RESPONSES.labels(status=str(response.status_code)).inc()
         if response.status_code not in (200, 201):
             raise _error_for(response)
         return _parse_call(response)

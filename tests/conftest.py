@@ -3,7 +3,7 @@ provider signs them (its own SDK's signing where it has one)."""
 
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from app.main import create_app
 from app.settings import Settings
+from tests.redis_server import RedisServer
 
 API_URL = "https://ultravox.test/api"
 API_KEY = "test-ultravox-key-0123456789"
@@ -207,3 +208,23 @@ PROVIDERS = [
 def provider(request: pytest.FixtureRequest) -> ProviderCase:
     case: ProviderCase = request.param
     return case
+
+
+# --- Redis, for the shared store --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server on loopback for the whole run, killed at the end."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server's URL, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

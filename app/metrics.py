@@ -1,0 +1,41 @@
+"""The service's Prometheus metrics, in the default registry, all named `bridge_...`.
+
+Label values are fixed sets (providers, outcomes, status codes), never request data, so a flood
+of forged webhooks cannot grow the number of series."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBHOOKS = Counter(
+    "bridge_webhooks",
+    "Provider webhooks handled, by provider and outcome (answered, duplicate, fallback, "
+    "rejected, forbidden, bad_request, too_large, unavailable).",
+    ["provider", "outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "bridge_webhook_duration_seconds",
+    "Time from receiving a provider webhook to its answer.",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+WEBHOOKS_IN_FLIGHT = Gauge("bridge_webhooks_in_flight", "Provider webhooks being answered now.")
+
+ULTRAVOX_REQUEST_SECONDS = Histogram(
+    "bridge_ultravox_request_duration_seconds",
+    "Duration of each HTTP request to Ultravox's API (one per attempt).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 14),
+)
+ULTRAVOX_RESPONSES = Counter(
+    "bridge_ultravox_responses",
+    "Answers from Ultravox's API by HTTP status code; `error` when the request failed without "
+    "a status (connection refused, broken connection), `timeout` when none came in time.",
+    ["status"],
+)
+ULTRAVOX_RETRIES = Counter(
+    "bridge_ultravox_retries", "Requests to Ultravox repeated after a retryable failure."
+)
+
+STORE_ERRORS = Counter(
+    "bridge_store_errors",
+    "Failed operations on the shared store (Redis); the call went on without de-duplication.",
+    ["operation"],
+)

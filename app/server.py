@@ -1,0 +1,83 @@
+"""The process around the app: uvicorn, with a readiness drain before its graceful shutdown.
+
+Kubernetes (like most orchestrators) sends SIGTERM and removes the pod from its Service at the
+same time; the removal takes a few seconds to reach every load balancer. uvicorn alone would
+stop accepting connections at once and refuse the calls still routed here. So on SIGTERM the
+app is marked draining (`/readyz` answers 503) and keeps serving for `SHUTDOWN_DRAIN_SECONDS`;
+then uvicorn's own graceful shutdown closes the sockets and lets the webhooks in flight finish,
+for at most the Ultravox deadline plus a margin, before the process exits.
+"""
+
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Beyond the Ultravox deadline, what a webhook may still need: store round trips, the answer.
+SHUTDOWN_MARGIN_SECONDS = 2
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that, on SIGTERM, calls `on_drain` and keeps serving for
+    `drain_seconds` before shutting down. SIGINT (Ctrl-C in a terminal), or a second SIGTERM,
+    shuts down at once as plain uvicorn does."""
+
+    def __init__(
+        self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Callable[[], None]
+    ) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+        self._on_drain = on_drain
+        self._drain_ends: float | None = None
+        self._drain_announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._drain_ends is None and not self.should_exit:
+            # A signal handler: set flags only; the main loop's tick does the rest.
+            self._drain_ends = time.monotonic() + self._drain_seconds
+            self._on_drain()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_ends is not None:
+            if not self._drain_announced:
+                self._drain_announced = True
+                logger.info(
+                    "shutdown.draining",
+                    extra={"fields": {"drain_seconds": self._drain_seconds, "readyz": 503}},
+                )
+            if time.monotonic() >= self._drain_ends:
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=math.ceil(
+            settings.ultravox_deadline_seconds + SHUTDOWN_MARGIN_SECONDS
+        ),
+    )
+
+    def mark_draining() -> None:
+        app.state.draining = True
+
+    server = DrainingServer(
+        config, drain_seconds=settings.shutdown_drain_seconds, on_drain=mark_draining
+    )
+    server.run()

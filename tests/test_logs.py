@@ -1,0 +1,113 @@
+"""Log lines: one JSON object per event, carrying the request id and the call's identifiers,
+with phone numbers masked."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from app.logs import EventFormatter
+from tests.conftest import (
+    CALL_ID,
+    CALLED,
+    CALLER,
+    created_call,
+    make_settings,
+    running_app,
+    twilio_fields,
+    twilio_webhook,
+)
+
+
+class Lines:
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._stream.getvalue().splitlines()]
+
+    def event(self, name: str) -> dict[str, Any]:
+        (found,) = [line for line in self.events() if line["event"] == name]
+        return found
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Lines]:
+    """The service's JSON log lines, formatted as in production (numbers masked)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
+    app_logger = logging.getLogger("app")
+    level = app_logger.level
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)
+    try:
+        yield Lines(stream)
+    finally:
+        app_logger.removeHandler(handler)
+        app_logger.setLevel(level)
+
+
+async def test_webhook_line_carries_request_and_call_fields(
+    ultravox: respx.MockRouter, log_lines: Lines
+) -> None:
+    ultravox.post("/calls").mock(side_effect=[httpx.Response(503), created_call()])
+    async with running_app(make_settings()) as client:
+        webhook = twilio_webhook(twilio_fields())
+        webhook.headers["X-Request-ID"] = "req-0042"
+        response = await webhook.send(client)
+
+    assert response.headers["x-request-id"] == "req-0042"
+    line = log_lines.event("webhook.answered")
+    latency = line.pop("latency_ms")
+    line.pop("ts")
+    assert isinstance(latency, float)
+    assert latency > 0
+    assert line == {
+        "level": "info",
+        "logger": "app.bridge",
+        "event": "webhook.answered",
+        "request_id": "req-0042",
+        "provider": "twilio",
+        "method": "POST",
+        "call_id": "CA0123456789abcdef0123456789abcdef",
+        "from": "+15*******06",
+        "to": "+15*******01",
+        "outcome": "answered",
+        "route": "default",
+        "ultravox_call_id": CALL_ID,
+    }
+    assert log_lines.event("ultravox.retry")["request_id"] == "req-0042"
+    assert CALLER not in log_lines.text
+    assert CALLED not in log_lines.text
+
+
+async def test_request_without_id_gets_a_new_one(log_lines: Lines) -> None:
+    async with running_app(make_settings()) as client:
+        forged = twilio_webhook(twilio_fields(), token="forged")
+        first = await forged.send(client)
+        second = await forged.send(client)
+
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert ids[0] != ids[1]
+    refused = [line for line in log_lines.events() if line["event"] == "webhook.refused"]
+    assert [line["request_id"] for line in refused] == ids
+    assert [line["outcome"] for line in refused] == ["forbidden", "forbidden"]
+
+
+async def test_unsafe_request_id_is_replaced() -> None:
+    async with running_app(make_settings()) as client:
+        response = await client.get("/healthz", headers={"X-Request-ID": 'bad id"\\'})
+
+    assert response.headers["x-request-id"] != 'bad id"\\'
+    assert len(response.headers["x-request-id"]) == 32
