@@ -34,6 +34,8 @@ DEFAULT_TO = "+15005550001"
 DEFAULT_TIMEOUT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_SHOWN_BODY_CHARS = 4000
+# Plivo accepts answers up to 100 KB; anything far larger is not a webhook answer.
+MAX_ANSWER_BYTES = 256 * 1024
 PROGRESS_INTERVAL_SECONDS = 0.2
 
 EXIT_STREAM = 0
@@ -113,27 +115,52 @@ async def simulate(
     ticker = line.start(f"{simulator.title} {method} {webhook.call_id} -> {url}", wait_seconds)
     started = time.monotonic()
     try:
-        async with httpx.AsyncClient(transport=transport, timeout=limits) as client:
-            response = await client.request(
-                webhook.method, webhook.url, headers=webhook.headers, content=webhook.body
-            )
-    except httpx.TimeoutException:
+        # httpx's timeouts bound each read; this bounds the whole exchange, as providers do.
+        async with asyncio.timeout(wait_seconds):
+            status, headers, body = await _send(webhook, limits, transport)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        return Simulation(webhook, _unreachable(url, exc))
+    except (TimeoutError, httpx.TimeoutException):
         return Simulation(webhook, _timed_out(wait_seconds))
     except httpx.HTTPError as exc:
-        return Simulation(webhook, _unreachable(url, exc))
+        return Simulation(webhook, _broken(url, exc))
     finally:
         if ticker is not None:
             ticker.cancel()
         line.clear()
     elapsed = time.monotonic() - started
+    if body is None:
+        verdict = Verdict(
+            "unexpected", f"the answer is over {MAX_ANSWER_BYTES // 1024} KiB: no provider takes it"
+        )
+        return Simulation(webhook, verdict, status, headers.get("content-type", ""), "", elapsed)
+    text = body.decode("utf-8", errors="replace")
     return Simulation(
         webhook,
-        judge(simulator, url, response.status_code, response.text, response.headers),
-        response.status_code,
-        response.headers.get("content-type", ""),
-        response.text,
+        judge(simulator, url, status, text, headers),
+        status,
+        headers.get("content-type", ""),
+        text,
         elapsed,
     )
+
+
+async def _send(
+    webhook: SimulatedWebhook, limits: httpx.Timeout, transport: httpx.AsyncBaseTransport | None
+) -> tuple[int, httpx.Headers, bytes | None]:
+    """Status, headers and body of the answer; the body is None when it is too large to show."""
+    async with (
+        httpx.AsyncClient(transport=transport, timeout=limits) as client,
+        client.stream(
+            webhook.method, webhook.url, headers=webhook.headers, content=webhook.body
+        ) as response,
+    ):
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                return response.status_code, response.headers, None
+        return response.status_code, response.headers, bytes(body)
 
 
 def judge(
@@ -227,7 +254,16 @@ def _unreachable(url: str, exc: httpx.HTTPError) -> Verdict:
         "unreachable",
         f"could not connect to {parts.scheme}://{parts.netloc} ({type(exc).__name__}: {exc}). "
         "Is the service running and listening there, is the tunnel up, does the host name "
-        "resolve, and does the scheme (http or https) match?",
+        "resolve, does the scheme (http or https) match, and is the TLS certificate valid?",
+    )
+
+
+def _broken(url: str, exc: httpx.HTTPError) -> Verdict:
+    return Verdict(
+        "unreachable",
+        f"the connection to {urlsplit(url).netloc} broke before a whole answer came back "
+        f"({type(exc).__name__}: {exc}). A proxy or tunnel in front of the service may have "
+        "dropped it: check its log and the service's.",
     )
 
 

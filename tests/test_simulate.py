@@ -1,5 +1,6 @@
 """`ultravox-bridge simulate` against the app in-process: each verdict, with its exit status."""
 
+import asyncio
 import base64
 import io
 import json
@@ -54,12 +55,14 @@ async def run(
     method: str = "POST",
     url: str | None = None,
     secret: str | None = None,
+    wait_seconds: float = 15,
 ) -> Simulation:
     simulator = SIMULATORS[name](secret or SECRETS[name])
     return await simulate(
         simulator,
         url or f"{BASE_URL}/{name}/incoming",
         method=method,  # type: ignore[arg-type]
+        wait_seconds=wait_seconds,
         transport=transport,
         progress=io.StringIO(),
     )
@@ -208,6 +211,82 @@ async def test_no_answer_in_time_is_a_timeout() -> None:
 
     assert simulation.verdict.name == "timeout"
     assert simulation.verdict.explanation.startswith("no answer within 15 s.")
+
+
+async def test_slow_answer_is_cut_off_at_the_limit() -> None:
+    """httpx bounds each read; the whole exchange must be bounded too."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    simulation = await run(httpx.MockTransport(slow), "plivo", wait_seconds=0.2)
+
+    assert simulation.verdict.name == "timeout"
+    assert simulation.verdict.explanation.startswith("no answer within 0.2 s.")
+
+
+async def test_connect_timeout_is_unreachable_not_slow() -> None:
+    def no_connection(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("connect timed out", request=request)
+
+    simulation = await run(httpx.MockTransport(no_connection), "twilio")
+
+    assert simulation.verdict.name == "unreachable"
+    assert "could not connect to http://bridge.test (ConnectTimeout" in (
+        simulation.verdict.explanation
+    )
+
+
+async def test_connection_dropped_mid_answer_is_explained() -> None:
+    def dropped(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    simulation = await run(httpx.MockTransport(dropped), "twilio")
+
+    assert simulation.verdict.name == "unreachable"
+    assert simulation.verdict.explanation.startswith(
+        "the connection to bridge.test broke before a whole answer came back"
+    )
+
+
+async def test_huge_answer_is_not_read_whole() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * 300_000))
+
+    simulation = await run(transport, "twilio")
+
+    assert simulation.verdict.name == "unexpected"
+    assert simulation.verdict.explanation == "the answer is over 256 KiB: no provider takes it"
+    assert simulation.body == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "verdict", "explained"),
+    [
+        (400, {}, "bad-request", "the service found the webhook malformed (missing field(s): To)."),
+        (413, {}, "too-large", "the bridge accepts up to 64 KiB"),
+        (
+            302,
+            {"location": "https://bridge.test/t"},
+            "redirect",
+            "redirects to https://bridge.test/t",
+        ),
+        (502, {}, "unexpected", "the service answered HTTP 502: missing field(s): To"),
+    ],
+)
+async def test_other_statuses_are_explained(
+    status: int, headers: dict[str, str], verdict: str, explained: str
+) -> None:
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(status, headers=headers, text="missing field(s): To\n")
+    )
+
+    simulation = await run(transport, "twilio")
+
+    assert simulation.status_code == status
+    assert simulation.verdict.name == verdict
+    assert simulation.verdict.exit_status == 1
+    assert explained in simulation.verdict.explanation
 
 
 async def test_answer_that_is_not_xml_is_unexpected() -> None:
