@@ -5,20 +5,26 @@ import base64
 import io
 import json
 import socket
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import respx
+import uvicorn
 
 from app.cli import main
+from app.main import create_app
 from app.providers import SIMULATORS
 from app.providers.base import FallbackPlan
 from app.providers.plivo_simulator import PlivoSimulator
 from app.providers.simulator import SimulatorSettings
 from app.providers.telnyx_simulator import TelnyxSimulator
 from app.routing import RejectTarget, Route, RoutingTable
+from app.settings import Settings
 from app.simulate import Simulation, render, simulate
 from tests.conftest import (
     BASE_URL,
@@ -154,7 +160,8 @@ async def test_wrong_secret_is_forbidden_and_explained(
     if name == "telnyx":
         assert "TELNYX_PUBLIC_KEY does not include the public key" in explanation
     else:
-        assert f"{name.upper()}_AUTH_TOKEN differs" in explanation
+        setting = f"{name.upper()}_AUTH_TOKEN"
+        assert f"the service's {setting} is not the {setting} signing here" in explanation
         assert "set PUBLIC_BASE_URL" in explanation
 
 
@@ -397,3 +404,43 @@ def test_command_has_no_key_pair_for_twilio(
 ) -> None:
     assert main(["simulate", "twilio", "--make-key-pair"]) == 2
     assert "there is no key pair to make" in capsys.readouterr().err
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The service on a loopback port in a thread, as `ultravox-bridge serve` runs it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_command_against_a_served_app_exits_0_on_a_stream(
+    name: str,
+    clean_env: pytest.MonkeyPatch,
+    ultravox: respx.MockRouter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ultravox.post("/calls").respond(201, json={"callId": "c", "joinUrl": "wss://u.test/j"})
+    ultravox.route(host="127.0.0.1").pass_through()
+    clean_env.setenv(SIMULATORS[name].secret_setting, SECRETS[name])
+
+    with serving(make_settings()) as origin:
+        status = main(["simulate", name, "--url", f"{origin}/{name}/incoming"])
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "status:   HTTP 200" in out
+    assert "verdict:  stream: " in out

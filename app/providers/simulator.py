@@ -137,8 +137,8 @@ class Simulator(ABC):
         """Why the service may have refused the signature (403). This default fits providers
         that sign the URL they request."""
         return (
-            f"the service refused the signature. Either its {self.service_secret_setting} "
-            f"differs from the {self.secret_setting} used here, or the URL it checks differs from "
+            f"the service refused the signature. Either the service's {self.service_secret_setting}"
+            f" is not the {self.secret_setting} signing here, or the URL it checks differs from "
             f"the URL signed here, which is exactly {url}. Behind a proxy or tunnel the service "
             "sees another scheme and host: set PUBLIC_BASE_URL on the service to this URL's "
             "origin (scheme and host, as the provider will call it)."
