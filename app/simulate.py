@@ -30,13 +30,16 @@ from app.settings import describe_validation_error
 
 DEFAULT_FROM = "+15005550006"
 DEFAULT_TO = "+15005550001"
-# Twilio, the least patient provider, gives up on a webhook after 15 s.
+# The least patient provider (Twilio) gives up on a webhook after 15 s.
 DEFAULT_TIMEOUT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 MAX_SHOWN_BODY_CHARS = 4000
 # Plivo accepts answers up to 100 KB; anything far larger is not a webhook answer.
 MAX_ANSWER_BYTES = 256 * 1024
 PROGRESS_INTERVAL_SECONDS = 0.2
+
+# Tells simulated webhooks from the provider's in proxy and access logs; no signature covers it.
+USER_AGENT = {"User-Agent": "ultravox-bridge-simulate"}
 
 EXIT_STREAM = 0
 EXIT_NO_STREAM = 1
@@ -150,7 +153,7 @@ async def _send(
 ) -> tuple[int, httpx.Headers, bytes | None]:
     """Status, headers and body of the answer; the body is None when it is too large to show."""
     async with (
-        httpx.AsyncClient(transport=transport, timeout=limits) as client,
+        httpx.AsyncClient(transport=transport, timeout=limits, headers=USER_AGENT) as client,
         client.stream(
             webhook.method, webhook.url, headers=webhook.headers, content=webhook.body
         ) as response,
@@ -238,13 +241,13 @@ def _judge_xml(simulator: Simulator, body: str) -> Verdict:
     return Verdict("unexpected", f"{simulator.title} could not use this answer: {reading.detail}")
 
 
-def _timed_out(timeout: float) -> Verdict:
+def _timed_out(limit_seconds: float) -> Verdict:
     return Verdict(
         "timeout",
-        f"no answer within {timeout:g} s. Providers give up (Twilio after 15 s) and play an "
-        "error or use the fallback URL. The service answers within ULTRAVOX_DEADLINE_SECONDS "
-        "(8 s by default) plus the time to reach it: check that the URL reaches this service "
-        "and not a stalled tunnel or proxy.",
+        f"no answer within {limit_seconds:g} s. Providers give up (the least patient after 15 s) "
+        "and play an error or request the fallback URL. The service answers within "
+        "ULTRAVOX_DEADLINE_SECONDS (8 s by default) plus the time to reach it: check that the "
+        "URL reaches this service and not a stalled tunnel or proxy.",
     )
 
 
@@ -294,42 +297,64 @@ def render(simulation: Simulation) -> str:
 
 def add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register `simulate` on the `ultravox-bridge` command line."""
+    simulators = [SIMULATORS[name] for name in sorted(SIMULATORS)]
+    secrets = ", ".join(f"{cls.title}: {cls.secret_setting}" for cls in simulators)
+    methods = ", ".join(f"{cls.title} {cls.default_method}" for cls in simulators)
     parser = commands.add_parser(
         "simulate",
         help="send a signed test webhook to a running service and explain the answer",
         description=(
             "Sends the webhook PROVIDER would send for a new call, signed with the provider's "
-            "secret from the environment or .env (TWILIO_AUTH_TOKEN, PLIVO_AUTH_TOKEN, "
-            "TELNYX_PRIVATE_KEY), and prints the answer and a verdict. Exit status 0 only when "
-            "the service answered with a stream to Ultravox."
+            f"secret from the environment or .env ({secrets}), and prints the answer and a "
+            "verdict. Exit status 0 only when the service answered with a stream to Ultravox; "
+            "1 for any other answer or none; 2 for a usage error."
         ),
     )
-    parser.add_argument("provider", choices=sorted(SIMULATORS), help="the provider to simulate")
     parser.add_argument(
-        "--url", help="the webhook URL as the provider calls it, e.g. https://host/twilio/incoming"
+        "provider",
+        choices=sorted(SIMULATORS),
+        metavar="PROVIDER",
+        help=", ".join(sorted(SIMULATORS)),
     )
-    parser.add_argument("--from", dest="from_number", default=DEFAULT_FROM, help="caller number")
-    parser.add_argument("--to", dest="to_number", default=DEFAULT_TO, help="called number")
+    parser.add_argument(
+        "--url",
+        help="the webhook URL as the provider calls it, e.g. https://HOST/PROVIDER/incoming",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_number",
+        default=DEFAULT_FROM,
+        metavar="NUMBER",
+        help=f"caller (default {DEFAULT_FROM})",
+    )
+    parser.add_argument(
+        "--to",
+        dest="to_number",
+        default=DEFAULT_TO,
+        metavar="NUMBER",
+        help=f"called number (default {DEFAULT_TO})",
+    )
     parser.add_argument(
         "--method",
         choices=("GET", "POST"),
         type=str.upper,
-        help="HTTP method (default: the provider's default: Twilio POST, Telnyx GET, Plivo POST)",
+        help=f"HTTP method (default: the provider's own default: {methods})",
     )
     parser.add_argument(
         "--secret",
-        help="the signing secret instead of the environment's (auth token; Telnyx: private key)",
+        help="the signing secret, instead of the setting named above (it shows in shell history)",
     )
     parser.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
         help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     parser.add_argument(
         "--make-key-pair",
         action="store_true",
-        help="print a new test key pair (providers that sign with a key pair: telnyx) and exit",
+        help="print a new test key pair, for providers that sign with a private key, and exit",
     )
     parser.set_defaults(handler=run)
 

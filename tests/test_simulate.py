@@ -296,6 +296,18 @@ async def test_other_statuses_are_explained(
     assert explained in simulation.verdict.explanation
 
 
+async def test_request_names_itself_in_access_logs() -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404)
+
+    await run(httpx.MockTransport(record), "plivo")
+
+    assert seen[0].headers["user-agent"] == "ultravox-bridge-simulate"
+
+
 async def test_answer_that_is_not_xml_is_unexpected() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, text="OK"))
 
