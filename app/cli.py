@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from app import simulate
 from app.settings import ConfigError, load_settings
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 8000)")
     serve.set_defaults(handler=_serve)
+    simulate.add_command(commands)
     return parser
 
 
