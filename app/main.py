@@ -12,6 +12,7 @@ from app.bridge import Bridge
 from app.logs import configure_logging
 from app.providers import build_adapters
 from app.routing import table_from_settings
+from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
 from app.store import MemoryStore
 from app.ultravox import UltravoxClient
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
             app.state.draining = False
             _log_startup(config, app.state.bridge)
-            yield
+            with reload_on_sighup(app.state.bridge, config):
+                yield
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
@@ -61,6 +63,7 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "providers_without_secret": ",".join(waiting) or "none",
                 "call": "agent" if settings.ultravox_agent_id else "inline",
                 "public_base_url": settings.public_base_url or "unset",
+                "routes_file": str(settings.routes_file) if settings.routes_file else "unset",
             }
         },
     )

@@ -1,0 +1,38 @@
+"""Which Ultravox call takes a phone call: the routing table, and where it comes from (the
+routes file when ROUTES_FILE is set, the environment settings otherwise)."""
+
+from app.routing.routes_file import RoutesFileError, load_routing_table
+from app.routing.table import (
+    AgentTarget,
+    InlineTarget,
+    RejectTarget,
+    Route,
+    RoutingTable,
+    Rule,
+    Target,
+    default_route,
+    describe_target,
+)
+from app.settings import Settings
+
+__all__ = [
+    "AgentTarget",
+    "InlineTarget",
+    "RejectTarget",
+    "Route",
+    "RoutesFileError",
+    "RoutingTable",
+    "Rule",
+    "Target",
+    "default_route",
+    "describe_target",
+    "load_routing_table",
+    "table_from_settings",
+]
+
+
+def table_from_settings(settings: Settings) -> RoutingTable:
+    """The routing table at start-up: the routes file's, or the environment's single route."""
+    if settings.routes_file is not None:
+        return load_routing_table(settings.routes_file, settings)
+    return RoutingTable(default=default_route(settings))
