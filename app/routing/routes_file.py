@@ -13,6 +13,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -55,9 +56,9 @@ class RoutesFileError(ConfigError):
         self.lines = list(lines)
 
 
-def _duration(value: str) -> str:
-    number = value.removesuffix("s")
-    if not value.endswith("s") or not number.replace(".", "", 1).isdigit():
+def _duration(value: Any) -> Any:
+    text = value if isinstance(value, str) else ""
+    if not text.endswith("s") or not text.removesuffix("s").replace(".", "", 1).isdigit():
         raise ValueError(f'must be a duration in seconds such as "600s", not {value!r}')
     return value
 
@@ -69,7 +70,7 @@ def _metadata_keys(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-Duration = Annotated[str, AfterValidator(_duration)]
+Duration = Annotated[str, BeforeValidator(_duration)]
 Metadata = Annotated[dict[str, str], AfterValidator(_metadata_keys)]
 JsonObject = dict[str, Any]
 
@@ -97,7 +98,8 @@ class AgentCall(_Strict):
     def _bridge_variables(cls, value: JsonObject | None) -> JsonObject | None:
         taken = sorted(set(CALL_PLACEHOLDERS) & (value or {}).keys())
         if taken:
-            raise ValueError(f"{', '.join(taken)} is filled by the bridge for each call")
+            verb = "is" if len(taken) == 1 else "are"
+            raise ValueError(f"{', '.join(taken)} {verb} filled by the bridge for each call")
         return value
 
 
@@ -140,6 +142,11 @@ class Fallback(_Strict):
     message: str | None = Field(default=None, min_length=1)
     dial_number: str | None = None
 
+    @field_validator("dial_number", mode="before")
+    @classmethod
+    def _quoted_dial_number(cls, value: Any) -> Any:
+        return _refuse_unquoted(value)
+
     @field_validator("dial_number")
     @classmethod
     def _dial_number(cls, value: str | None) -> str | None:
@@ -172,6 +179,8 @@ class NumberRoute(RouteTarget):
     @field_validator("number", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
+        for number in value if isinstance(value, list) else [value]:
+            _refuse_unquoted(number)
         return [value] if isinstance(value, str) else value
 
     @field_validator("number")
@@ -189,6 +198,11 @@ class NumberRoute(RouteTarget):
             raise ValueError(f"{value!r} is not a provider; use one of {', '.join(known)}")
         return value
 
+    @field_validator("caller_prefix", mode="before")
+    @classmethod
+    def _quoted_prefix(cls, value: Any) -> Any:
+        return _refuse_unquoted(value)
+
     @field_validator("caller_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
@@ -205,6 +219,16 @@ class NumberRoute(RouteTarget):
 class RoutesFile(_Strict):
     routes: list[NumberRoute] = Field(default_factory=list)
     default: DefaultRoute | None = None
+
+
+def _refuse_unquoted(value: Any) -> Any:
+    # YAML reads an unquoted +15005550100 as the integer 15005550100: the + is already lost.
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f'{value} must be quoted, such as "+{value}": unquoted, YAML reads a phone number '
+            "as an integer and drops its +"
+        )
+    return value
 
 
 def e164(number: str) -> str:
@@ -306,20 +330,34 @@ def _unreachable(path: Path, routes: Sequence[NumberRoute]) -> list[str]:
     for index, entry in enumerate(routes):
         for number in dict.fromkeys(entry.number):
             for earlier_index, earlier in seen.get(number, []):
-                if (earlier.provider in (None, entry.provider)) and (
-                    (entry.caller_prefix or "").startswith(earlier.caller_prefix or "")
-                ):
+                if _covers(earlier, entry):
                     problems.append(
-                        f"{path}: {_label(index, entry.name)}: number: {number} is already "
-                        f"routed by {_label(earlier_index, earlier.name)} for every call this "
-                        "route would take (same or any provider, same or shorter caller "
-                        "prefix), so this route would never be used"
+                        f"{path}: {_label(index, entry.name)}: number: {number} "
+                        f"{_shadowed(earlier, entry, _label(earlier_index, earlier.name))}"
                     )
                     break
             seen.setdefault(number, []).append((index, entry))
-        if len(set(entry.number)) != len(entry.number):
-            problems.append(f"{path}: {_label(index, entry.name)}: number: lists a number twice")
+        for number in {number for number in entry.number if entry.number.count(number) > 1}:
+            problems.append(
+                f"{path}: {_label(index, entry.name)}: number: {number} is listed twice"
+            )
     return problems
+
+
+def _covers(earlier: NumberRoute, later: NumberRoute) -> bool:
+    """Whether `earlier` takes every call to a shared number that `later` would take."""
+    return earlier.provider in (None, later.provider) and (later.caller_prefix or "").startswith(
+        earlier.caller_prefix or ""
+    )
+
+
+def _shadowed(earlier: NumberRoute, later: NumberRoute, earlier_label: str) -> str:
+    if (earlier.provider, earlier.caller_prefix) == (later.provider, later.caller_prefix):
+        return f"is already routed by {earlier_label} for the same provider and callers"
+    return (
+        f"is already routed by {earlier_label}, which takes every call this route would "
+        "(any provider or a shorter caller prefix): put the narrower route first"
+    )
 
 
 def _label(index: int, name: str | None) -> str:
