@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
             app.state.draining = False
             _log_startup(config, app.state.bridge)
-            with reload_on_sighup(app.state.bridge, config):
+            async with reload_on_sighup(app.state.bridge, config):
                 yield
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)

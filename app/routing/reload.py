@@ -1,12 +1,13 @@
-"""Reloading the routes file while the service runs (on SIGHUP), without dropping calls: the new
-table replaces the old one in a single assignment, and an invalid file leaves the old one."""
+"""Reloading the routes file while the service runs (on SIGHUP), without dropping calls: the file
+is read in a worker thread so webhooks keep being answered, the new table replaces the old one in
+a single assignment, and an invalid file leaves the old one in force."""
 
 import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from app.routing.routes_file import load_routing_table
@@ -53,9 +54,9 @@ def reload_routing(holder: HasRouting, settings: Settings) -> bool:
     return True
 
 
-@contextmanager
-def reload_on_sighup(holder: HasRouting, settings: Settings) -> Iterator[None]:
-    """While inside, SIGHUP reloads the routes file on the running event loop."""
+@asynccontextmanager
+async def reload_on_sighup(holder: HasRouting, settings: Settings) -> AsyncIterator[None]:
+    """While inside, SIGHUP reloads the routes file; a reload under way is awaited on exit."""
     if threading.current_thread() is not threading.main_thread():
         # Signal handlers can only be installed from the main thread (an app run in a thread).
         logger.warning(
@@ -64,8 +65,16 @@ def reload_on_sighup(holder: HasRouting, settings: Settings) -> Iterator[None]:
         yield
         return
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, reload_routing, holder, settings)
+    reloads: set[asyncio.Future[bool]] = set()
+
+    def on_sighup() -> None:
+        reload = asyncio.ensure_future(asyncio.to_thread(reload_routing, holder, settings))
+        reloads.add(reload)
+        reload.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     try:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        await asyncio.gather(*reloads)

@@ -38,6 +38,8 @@ from app.routing.table import (
 from app.settings import E164, ConfigError, Settings
 
 PROVIDER_NAMES = tuple(adapter.name for adapter in ADAPTERS)
+# PyYAML's safe loader, its parser in C when libyaml is there (three times faster).
+SAFE_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
 # Inline fields whose text may hold placeholders.
 TEMPLATED_FIELDS = ("systemPrompt", "timeExceededMessage", "initialMessages", "inactivityMessages")
@@ -252,7 +254,7 @@ def load_routing_table(
     except (OSError, UnicodeDecodeError) as exc:
         raise RoutesFileError([f"{path}: cannot be read ({_reason(exc)})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise RoutesFileError([f"{path}: is not valid YAML ({_yaml_problem(exc)})"]) from None
     if data is None:

@@ -4,20 +4,28 @@ file, the route and the field."""
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app.routing import RoutesFileError, load_routing_table, table_from_settings
+from app.routing.routes_file import SAFE_LOADER
 from app.settings import ConfigError
 from tests.conftest import make_settings, running_app
 from tests.routing.conftest import RoutesFile
 
 E164_HINT = "is not a phone number in E.164 form (+, country code, number, such as +15005550100)"
 QUOTE_HINT = "unquoted, YAML reads a phone number as an integer and drops its +"
+# PyYAML words the same mistake differently with and without libyaml.
+YAML_PROBLEM = (
+    "did not find expected ',' or ']'"
+    if SAFE_LOADER is not yaml.SafeLoader
+    else "expected ',' or ']', but got '<stream end>'"
+)
 PLACEHOLDERS = "the bridge fills {{callerNumber}}, {{calledNumber}}, {{provider}}"
 
 CASES = {
     "bad_yaml": (
         "routes:\n  - number: [+15005550001\n",
-        ["is not valid YAML (expected ',' or ']', but got '<stream end>' at line 3, column 1)"],
+        [f"is not valid YAML ({YAML_PROBLEM} at line 3, column 1)"],
     ),
     "not_a_mapping": ("- +15005550001\n", ["must be a mapping with `routes:` and/or `default:`"]),
     "empty": ("", ["has no routes and no default: every call would be rejected"]),
