@@ -31,7 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from app.routing import table_from_settings
+    from app.routing import table_from_settings, unused_settings
     from app.routing.describe import routing_table_lines
 
     overrides = {"routes_file": args.routes_file} if args.routes_file is not None else {}
@@ -46,6 +46,9 @@ def _check_config(args: argparse.Namespace) -> int:
     )
     print(f"settings: ok\nroutes: {source}")
     print("\n".join(routing_table_lines(table)))
+    unused = unused_settings(settings)
+    if unused:
+        print(f"note: {', '.join(unused)} not used: ROUTES_FILE decides every call")
     return 0
 
 

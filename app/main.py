@@ -11,7 +11,7 @@ from app.api import health, webhooks
 from app.bridge import Bridge
 from app.logs import configure_logging
 from app.providers import build_adapters
-from app.routing import table_from_settings
+from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
 from app.store import MemoryStore
@@ -73,6 +73,12 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             extra={
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
+        )
+    unused = unused_settings(settings)
+    if unused:
+        logger.warning(
+            "startup.settings_unused",
+            extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
     if not ready:
         logger.warning(

@@ -64,6 +64,19 @@ def test_routes_file_comes_from_the_setting(
     )
 
 
+def test_single_call_settings_set_beside_a_routes_file_are_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "routes.yaml").write_text("default:\n  reject: true\n")
+    monkeypatch.setenv("ULTRAVOX_AGENT_ID", "agent-1234")
+    monkeypatch.setenv("ULTRAVOX_VOICE", "Mark")
+
+    assert main(["check-config", "--routes-file", "routes.yaml"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "note: ULTRAVOX_AGENT_ID, ULTRAVOX_VOICE not used: ROUTES_FILE decides every call"
+    )
+
+
 def test_without_routes_file_the_environment_route_is_printed(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,7 +28,17 @@ __all__ = [
     "describe_target",
     "load_routing_table",
     "table_from_settings",
+    "unused_settings",
 ]
+
+# The settings that describe the single call used when there is no routes file.
+SINGLE_CALL_SETTINGS = (
+    "ultravox_agent_id",
+    "ultravox_system_prompt",
+    "ultravox_voice",
+    "ultravox_model",
+    "ultravox_call_options",
+)
 
 
 def table_from_settings(settings: Settings) -> RoutingTable:
@@ -36,3 +46,10 @@ def table_from_settings(settings: Settings) -> RoutingTable:
     if settings.routes_file is not None:
         return load_routing_table(settings.routes_file, settings)
     return RoutingTable(default=default_route(settings))
+
+
+def unused_settings(settings: Settings) -> list[str]:
+    """Single-call settings that were set although ROUTES_FILE decides every call instead."""
+    if settings.routes_file is None:
+        return []
+    return [name.upper() for name in SINGLE_CALL_SETTINGS if name in settings.model_fields_set]

@@ -1,6 +1,8 @@
 """Which route a call gets: called number in any provider's format, provider filter, caller
 prefix, first match, default, no match."""
 
+import logging
+
 import pytest
 
 from app.phone import to_e164
@@ -12,10 +14,11 @@ from app.routing import (
     Route,
     RoutingTable,
     table_from_settings,
+    unused_settings,
 )
 from app.routing.placeholders import compile_value
 from app.settings import DEFAULT_FALLBACK_MESSAGE, DEFAULT_SYSTEM_PROMPT
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running_app
 from tests.routing.conftest import RoutesFile
 
 CALLER = "+15005550006"
@@ -207,3 +210,28 @@ def test_without_routes_file_the_environment_is_the_only_route() -> None:
 
 def test_a_blank_routes_file_setting_means_none() -> None:
     assert make_settings(routes_file="  ").routes_file is None
+
+
+async def test_single_call_settings_beside_a_routes_file_are_logged_as_unused(
+    routes_file: RoutesFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = routes_file.settings(
+        "default:\n  reject: true\n", ultravox_agent_id="agent-1", ultravox_call_options="{}"
+    )
+    caplog.set_level(logging.INFO, logger="app")
+    async with running_app(settings):
+        pass
+
+    [fields] = [
+        record.fields  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.getMessage() == "startup.settings_unused"
+    ]
+    assert fields == {
+        "settings": "ULTRAVOX_AGENT_ID,ULTRAVOX_CALL_OPTIONS",
+        "reason": "ROUTES_FILE is set",
+    }
+
+
+def test_single_call_settings_are_used_without_routes_file() -> None:
+    assert unused_settings(make_settings(ultravox_agent_id="agent-1")) == []
