@@ -302,10 +302,10 @@ def _route(
             f"{path}: {label}: set exactly one of agent, inline or reject (found {found})"
         )
     elif spec.agent is not None:
-        fields = spec.agent.model_dump(exclude_unset=True, exclude={"id", "templateContext"})
+        fields = _given(spec.agent, exclude={"id", "templateContext"})
         target = AgentTarget(spec.agent.id, dict(spec.agent.templateContext or {}), fields)
     elif spec.inline is not None:
-        fields = spec.inline.model_dump(exclude_unset=True)
+        fields = _given(spec.inline)
         templated = {
             key: template
             for key in TEMPLATED_FIELDS
@@ -313,6 +313,12 @@ def _route(
         }
         target = InlineTarget(fields, templated)
     return Route(name, target, _fallback(spec.fallback, settings))
+
+
+def _given(call: BaseModel, exclude: set[str] | None = None) -> dict[str, Any]:
+    """The call fields the file sets, as written; `key: null` counts as not set."""
+    fields = call.model_dump(exclude_unset=True, exclude=exclude)
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _fallback(spec: Fallback | None, settings: Settings) -> FallbackPlan:

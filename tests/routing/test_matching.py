@@ -166,6 +166,7 @@ def test_routes_are_built_with_their_fields_and_fallbacks(routes_file: RoutesFil
                 inline:
                   systemPrompt: "Line {{calledNumber}}, caller {{ callerNumber }}."
                   voice: Mark
+                  model: null
                 fallback:
                   dial_number: null
               - name: blocked
