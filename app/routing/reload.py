@@ -40,6 +40,12 @@ def reload_routing(holder: HasRouting, settings: Settings) -> bool:
             extra={"fields": {"file": str(path), "error": str(exc), "kept": "previous table"}},
         )
         return False
+    except Exception:
+        # A reload runs beside live calls: whatever went wrong, the table in force must stay.
+        logger.exception(
+            "routes.reload_failed", extra={"fields": {"file": str(path), "kept": "previous table"}}
+        )
+        return False
     holder.routing = table
     logger.info(
         "routes.reloaded",
