@@ -5,11 +5,13 @@ import asyncio
 import logging
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 import respx
 
 from app.bridge import Bridge
+from app.routing import table_from_settings
 from app.routing.reload import reload_routing
 from tests.conftest import JOIN_URL, make_settings, running_app, twilio_fields, twilio_webhook
 from tests.routing.conftest import RoutesFile
@@ -159,3 +161,22 @@ async def test_sighup_with_an_invalid_file_keeps_the_table(
     [(event, fields)] = reload_events(caplog)
     assert event == "routes.reload_failed"
     assert str(fields["error"]).startswith(f"{routes_file.path}: is not valid YAML (")
+
+
+def test_unexpected_reload_failure_keeps_the_table(
+    routes_file: RoutesFile, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_loader(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    caplog.set_level(logging.INFO, logger="app.routing")
+    settings = routes_file.settings(FIRST)
+    holder = SimpleNamespace(routing=table_from_settings(settings))
+    table = holder.routing
+    monkeypatch.setattr("app.routing.reload.load_routing_table", broken_loader)
+
+    assert reload_routing(holder, settings) is False
+    assert holder.routing is table
+    [record] = [r for r in caplog.records if r.name == "app.routing"]
+    assert record.getMessage() == "routes.reload_failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "disk on fire"
