@@ -17,7 +17,8 @@ def call_metadata(call: InboundCall) -> dict[str, str]:
 
 
 def template_context(call: InboundCall) -> dict[str, str]:
-    """Variables an agent's prompt can use as {{callerNumber}}, {{calledNumber}}, {{provider}}."""
+    """Variables an agent's prompt can use as {{callerNumber}}, {{calledNumber}}, {{provider}};
+    the bridge fills the same placeholders in inline routes' text (app/routing/placeholders.py)."""
     return {
         "callerNumber": call.from_number,
         "calledNumber": call.to_number,
@@ -33,6 +34,9 @@ def build_call_body(
     user_metadata = body.get("metadata") or {}
     body["metadata"] = {**{k: str(v) for k, v in user_metadata.items()}, **call_metadata(call)}
     body["medium"] = medium
+    if isinstance(target, InlineTarget) and target.templated:
+        values = template_context(call)
+        body.update({key: template.fill(values) for key, template in target.templated.items()})
     if isinstance(target, AgentTarget):
         body["templateContext"] = {
             **(body.get("templateContext") or {}),

@@ -13,7 +13,8 @@ from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
 from app.logs import configure_logging
 from app.providers import build_adapters
-from app.routing import table_from_settings
+from app.routing import table_from_settings, unused_settings
+from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
 from app.store import MemoryStore, RedisStore, Store
 from app.ultravox import UltravoxClient
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.draining = False
             _log_startup(config, app.state.bridge)
             try:
-                yield
+                async with reload_on_sighup(app.state.bridge, config):
+                    yield
             finally:
                 await app.state.store.close()
 
@@ -86,6 +88,7 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "call": "agent" if settings.ultravox_agent_id else "inline",
                 "public_base_url": settings.public_base_url or "unset",
                 "store": "memory" if settings.redis_url is None else "redis",
+                "routes_file": str(settings.routes_file) if settings.routes_file else "unset",
             }
         },
     )
@@ -95,6 +98,12 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             extra={
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
+        )
+    unused = unused_settings(settings)
+    if unused:
+        logger.warning(
+            "startup.settings_unused",
+            extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
     if not ready:
         logger.warning(

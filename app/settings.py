@@ -5,6 +5,7 @@ import base64
 import binascii
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -75,6 +76,7 @@ class Settings(BaseSettings):
     dedupe_ttl_seconds: float = Field(default=600, gt=0)
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
+    routes_file: Path | None = None
 
     @field_validator("twilio_auth_token", "telnyx_public_key", "plivo_auth_token", mode="before")
     @classmethod
@@ -154,6 +156,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("routes_file", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _agent_fields(self) -> "Settings":
