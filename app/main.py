@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, webhooks
+from app.api import calls, health, webhooks
 from app.bridge import Bridge
 from app.logs import configure_logging
+from app.outbound import OutboundCalls
 from app.providers import build_adapters
 from app.routing import table_from_settings
 from app.settings import Settings, load_settings
@@ -41,12 +42,16 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.store = MemoryStore()
             app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
             app.state.draining = False
+            app.state.outbound = OutboundCalls.from_settings(config)
             _log_startup(config, app.state.bridge)
             yield
+            if app.state.outbound is not None:
+                await app.state.outbound.aclose()
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(calls.router)
     return app
 
 

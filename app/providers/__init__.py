@@ -1,9 +1,13 @@
 """Telephony providers. Adding one means writing its adapter module and registering it here."""
 
 from app.providers.base import ProviderAdapter
+from app.providers.dialing import Dialer
 from app.providers.plivo import PlivoAdapter
+from app.providers.plivo_dialer import PlivoDialer
 from app.providers.telnyx import TelnyxAdapter
+from app.providers.telnyx_dialer import TelnyxDialer
 from app.providers.twilio import TwilioAdapter
+from app.providers.twilio_dialer import TwilioDialer
 from app.settings import Settings
 
 ADAPTERS: tuple[type[ProviderAdapter], ...] = (TwilioAdapter, TelnyxAdapter, PlivoAdapter)
@@ -12,3 +16,8 @@ ADAPTERS: tuple[type[ProviderAdapter], ...] = (TwilioAdapter, TelnyxAdapter, Pli
 def build_adapters(settings: Settings) -> dict[str, ProviderAdapter]:
     """One adapter per registered provider, keyed by the name used in its URLs."""
     return {cls.name: cls(settings) for cls in ADAPTERS}
+
+
+# Outbound calling: the providers that can place calls. Each dialer imports its heavy SDK client
+# only when it is built, which happens only when outbound calling is configured.
+DIALERS: tuple[type[Dialer], ...] = (TwilioDialer, TelnyxDialer, PlivoDialer)
