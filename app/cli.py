@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from app.call_command import add_call_command
 from app.settings import ConfigError, load_settings
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 8000)")
     serve.set_defaults(handler=_serve)
+    add_call_command(commands)
     return parser
 
 
