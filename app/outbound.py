@@ -70,6 +70,12 @@ class UltravoxCallFailed(OutboundError):
     status_code = 502
 
 
+class UltravoxBusy(UltravoxCallFailed):
+    """Ultravox is rate-limiting or short of capacity: trying again later can work."""
+
+    status_code = 503
+
+
 class ProviderRefused(OutboundError):
     """The provider refused the call; the Ultravox call was ended."""
 
@@ -225,6 +231,15 @@ class OutboundCalls:
                 self.missing[name] = missing
             else:
                 self.dialers[name] = cls(settings, self._executor)
+        logger.info(
+            "outbound.ready",
+            extra={
+                "fields": {
+                    "providers": ",".join(sorted(self.dialers)) or "none",
+                    **{f"{name}_missing": ",".join(v) for name, v in self.missing.items()},
+                }
+            },
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "OutboundCalls | None":
@@ -328,7 +343,8 @@ class OutboundCalls:
             details: dict[str, Any] = {"ultravoxStatus": exc.status_code}
             if isinstance(exc, UltravoxHTTPError) and exc.retry_after is not None:
                 details["retryAfter"] = exc.retry_after
-            raise UltravoxCallFailed(f"Ultravox did not create the call: {exc}", **details) from exc
+            error = UltravoxBusy if exc.retryable else UltravoxCallFailed
+            raise error(f"Ultravox did not create the call: {exc}", **details) from exc
 
     async def _pending_answer(
         self, dialer: Dialer, created: UltravoxCall, store: Store

@@ -580,3 +580,20 @@ async def test_inbound_webhook_is_answered_while_a_plivo_dial_blocks(
             release.set()
         placed = await outbound
     assert placed.status_code == 201
+
+
+async def test_ultravox_at_capacity_is_503_with_retry_after(
+    apis: respx.MockRouter, requests_apis: responses.RequestsMock
+) -> None:
+    apis.post(f"{API_URL}/calls").respond(
+        429, json={"detail": "Too many concurrent calls"}, headers={"Retry-After": "30"}
+    )
+    twilio_accepts(requests_apis)
+    async with running_app(outbound_settings()) as client:
+        response = await client.post(
+            "/calls", json={"provider": "twilio", "to": CALLEE}, headers=AUTH
+        )
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "30"
+    assert response.json()["retryAfter"] == 30.0
+    assert not requests_apis.calls
