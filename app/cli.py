@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from app import simulate
+from app.call_command import add_call_command
 from app.settings import ConfigError, load_settings
 
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--routes-file", type=Path, help="routes file to check (default ROUTES_FILE)"
     )
     check.set_defaults(handler=_check_config)
+    add_call_command(commands)
     return parser
 
 

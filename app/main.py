@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, metrics, webhooks
+from app.api import calls, health, metrics, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
 from app.logs import configure_logging
+from app.outbound import OutboundCalls
 from app.providers import build_adapters
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
@@ -52,11 +53,14 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 config, adapters, table_from_settings(config), ultravox, dedupe
             )
             app.state.draining = False
+            app.state.outbound = OutboundCalls.from_settings(config)
             _log_startup(config, app.state.bridge)
             try:
                 async with reload_on_sighup(app.state.bridge, config):
                     yield
             finally:
+                if app.state.outbound is not None:
+                    await app.state.outbound.aclose()
                 await app.state.store.close()
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(calls.router)
     return app
 
 

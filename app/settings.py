@@ -19,6 +19,11 @@ DEFAULT_SYSTEM_PROMPT = (
     "answers short and speak naturally."
 )
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+DURATION = re.compile(r"^\d+(\.\d+)?s$")
+# The time between the callee answering and the provider's media reaching Ultravox.
+OUTBOUND_CONNECT_MARGIN_SECONDS = 10
+TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
 
 # Call fields an agent call cannot override, and fields the bridge itself decides.
 AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
@@ -77,6 +82,16 @@ class Settings(BaseSettings):
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
     routes_file: Path | None = None
+    bridge_api_tokens: SecretList = Field(default_factory=list)
+    outbound_join_timeout: str = "60s"
+    outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
+    twilio_account_sid: str | None = None
+    twilio_from_number: str | None = None
+    telnyx_api_key: SecretStr | None = None
+    telnyx_connection_id: str | None = None
+    telnyx_from_number: str | None = None
+    plivo_auth_id: str | None = None
+    plivo_from_number: str | None = None
 
     @field_validator("twilio_auth_token", "telnyx_public_key", "plivo_auth_token", mode="before")
     @classmethod
@@ -161,6 +176,70 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_path_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("outbound_join_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION.match(value.strip()):
+            raise ValueError('must be a duration in seconds as Ultravox writes it, such as "60s"')
+        return value.strip()
+
+    @field_validator("bridge_api_tokens", mode="before")
+    @classmethod
+    def _comma_separated_tokens(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("twilio_from_number", "telnyx_from_number", "plivo_from_number")
+    @classmethod
+    def _outbound_e164(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not E164.match(value.strip()):
+            raise ValueError("must be your number in E.164 form, such as +15005550006")
+        return value.strip()
+
+    @field_validator("twilio_account_sid", "telnyx_connection_id", "plivo_auth_id")
+    @classmethod
+    def _outbound_blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("twilio_account_sid")
+    @classmethod
+    def _twilio_account_sid(cls, value: str | None) -> str | None:
+        if value is not None and not TWILIO_ACCOUNT_SID.match(value):
+            raise ValueError("must be AC followed by 32 hex digits (Twilio Console > Account info)")
+        return value
+
+    @field_validator("plivo_auth_id")
+    @classmethod
+    def _plivo_auth_id(cls, value: str | None) -> str | None:
+        if value is not None and not PLIVO_AUTH_ID.match(value):
+            raise ValueError(
+                "must be MA or SA followed by 18 characters (Plivo Console > Overview)"
+            )
+        return value
+
+    @field_validator("telnyx_api_key")
+    @classmethod
+    def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def outbound_join_timeout_seconds(self) -> float:
+        return float(self.outbound_join_timeout.removesuffix("s"))
+
+    @model_validator(mode="after")
+    def _join_covers_ringing(self) -> "Settings":
+        # Ultravox ends a call nobody joined after joinTimeout: the callee must answer before.
+        margin = self.outbound_join_timeout_seconds - self.outbound_ring_timeout_seconds
+        if margin < OUTBOUND_CONNECT_MARGIN_SECONDS:
+            raise ValueError(
+                f"OUTBOUND_JOIN_TIMEOUT ({self.outbound_join_timeout}) must exceed "
+                f"OUTBOUND_RING_TIMEOUT_SECONDS ({self.outbound_ring_timeout_seconds}) by at "
+                f"least {OUTBOUND_CONNECT_MARGIN_SECONDS}s, or a callee who answers late "
+                "reaches a call Ultravox has already ended"
+            )
+        return self
 
     @model_validator(mode="after")
     def _agent_fields(self) -> "Settings":

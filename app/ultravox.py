@@ -151,6 +151,23 @@ class UltravoxClient:
         """Start a call from a saved agent (`POST /agents/{agent_id}/calls`)."""
         return await self._create(f"/agents/{agent_id}/calls", body)
 
+    async def delete_call(self, call_id: str) -> None:
+        """End and delete a call (`DELETE /calls/{call_id}`), such as one nobody will join.
+
+        One attempt within the deadline: a call left behind still ends at its `joinTimeout`."""
+        try:
+            response = await self._http.delete(
+                f"{self._api_url}/calls/{call_id}",
+                headers=self._headers,
+                timeout=self._deadline_seconds,
+            )
+        except httpx.TimeoutException as exc:
+            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        if response.status_code not in (200, 202, 204):
+            raise _error_for(response)
+
     async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
         deadline = time.monotonic() + self._deadline_seconds
         try:

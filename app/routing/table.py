@@ -82,6 +82,11 @@ class RoutingTable:
                 return rule.route
         return self.default
 
+    def named(self, name: str) -> Route | None:
+        """The first route called `name`, for requests that pick a route by name (outbound
+        calls). A route without a name is called `routes[i]`, by its position."""
+        return next((route for *_, route in self.entries() if route.name == name), None)
+
     def fallback_for(self, call: InboundCall | None) -> FallbackPlan | None:
         route = self.resolve(call) if call is not None else self.default
         return route.fallback if route is not None else None

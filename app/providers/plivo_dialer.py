@@ -1,0 +1,71 @@
+"""Plivo outbound calls: the REST API's Call resource with an answer URL on this service, which
+answers the Stream XML once the callee picks up. Plivo's SDK blocks (requests), so its requests
+run on the outbound executor."""
+
+from concurrent.futures import Executor
+from typing import Any
+
+import plivo
+from plivo import exceptions
+from requests import RequestException
+
+from app.providers.dialing import (
+    PROVIDER_REQUEST_TIMEOUT_SECONDS,
+    Dialed,
+    Dialer,
+    DialRefused,
+    DialUncertain,
+    OutboundCall,
+    PerThreadClients,
+)
+from app.settings import Settings
+
+
+class PlivoDialer(Dialer):
+    name = "plivo"
+    needs_answer_url = True
+
+    def __init__(self, settings: Settings, executor: Executor) -> None:
+        super().__init__(settings, executor)
+        auth_id = settings.plivo_auth_id or ""
+        auth_token = settings.plivo_auth_token[0].get_secret_value()
+
+        def new_client() -> Any:
+            return plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+
+        self._clients = PerThreadClients(new_client, lambda client: client.session.close())
+
+    @staticmethod
+    def missing_settings(settings: Settings) -> list[str]:
+        missing = [] if settings.plivo_auth_id else ["PLIVO_AUTH_ID"]
+        missing += [] if settings.plivo_auth_token else ["PLIVO_AUTH_TOKEN"]
+        # Plivo fetches the call's instructions from this service once the callee answers.
+        return missing + ([] if settings.public_base_url else ["PUBLIC_BASE_URL"])
+
+    @staticmethod
+    def default_from(settings: Settings) -> str | None:
+        return settings.plivo_from_number
+
+    async def dial(self, call: OutboundCall) -> Dialed:
+        if call.answer_url is None:
+            raise ValueError("a Plivo call needs the answer URL on this service")
+        answer_url = call.answer_url
+        return await self.run_blocking(lambda: self._create(call, answer_url))
+
+    def _create(self, call: OutboundCall, answer_url: str) -> Dialed:
+        try:
+            created = self._clients.get().calls.create(
+                from_=call.from_number.lstrip("+"),
+                to_=call.to_number.lstrip("+"),
+                answer_url=answer_url,
+                answer_method="POST",
+                ring_timeout=call.ring_timeout_seconds,
+            )
+        except exceptions.PlivoRestError as exc:
+            raise DialRefused(self.name, str(exc)) from exc
+        except RequestException as exc:
+            raise DialUncertain(self.name, f"no answer from Plivo: {exc!r}") from exc
+        return Dialed(str(created.request_uuid))
+
+    async def aclose(self) -> None:
+        self._clients.close_all()

@@ -1,0 +1,86 @@
+"""Twilio outbound calls: the REST API's Calls resource with inline TwiML that streams the
+answered call to Ultravox."""
+
+from concurrent.futures import Executor
+from typing import Any
+
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from app.providers.dialing import (
+    PROVIDER_REQUEST_TIMEOUT_SECONDS,
+    Dialed,
+    Dialer,
+    DialRefused,
+    DialUncertain,
+    OutboundCall,
+    PerThreadClients,
+)
+from app.settings import Settings
+
+
+def stream_twiml(join_url: str) -> str:
+    """`<Response><Connect><Stream url=joinUrl/></Connect></Response>`, as for inbound calls."""
+    connect = Connect()
+    connect.stream(url=join_url)
+    response = VoiceResponse()
+    response.append(connect)
+    return str(response.to_xml())
+
+
+class TwilioDialer(Dialer):
+    name = "twilio"
+
+    def __init__(self, settings: Settings, executor: Executor) -> None:
+        super().__init__(settings, executor)
+        # Imported here, not at module level: only services that place calls pay for it.
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        account_sid = settings.twilio_account_sid or ""
+        auth_token = settings.twilio_auth_token[0].get_secret_value()
+
+        def new_client() -> Any:
+            # An empty environment: the SDK would otherwise read TWILIO_* variables itself.
+            return Client(
+                account_sid,
+                auth_token,
+                http_client=TwilioHttpClient(timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS),
+                environment={},
+            )
+
+        self._clients = PerThreadClients(
+            new_client, lambda client: client.http_client.session.close()
+        )
+
+    @staticmethod
+    def missing_settings(settings: Settings) -> list[str]:
+        missing = [] if settings.twilio_account_sid else ["TWILIO_ACCOUNT_SID"]
+        return missing + ([] if settings.twilio_auth_token else ["TWILIO_AUTH_TOKEN"])
+
+    @staticmethod
+    def default_from(settings: Settings) -> str | None:
+        return settings.twilio_from_number
+
+    async def dial(self, call: OutboundCall) -> Dialed:
+        return await self.run_blocking(lambda: self._create(call))
+
+    def _create(self, call: OutboundCall) -> Dialed:
+        from requests import RequestException
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            created = self._clients.get().calls.create(
+                to=call.to_number,
+                from_=call.from_number,
+                twiml=stream_twiml(call.join_url),
+                timeout=call.ring_timeout_seconds,
+            )
+        except TwilioRestException as exc:
+            message = f"{exc.msg} (Twilio error {exc.code})" if exc.code else str(exc.msg)
+            raise DialRefused(self.name, message, exc.status) from exc
+        except RequestException as exc:
+            raise DialUncertain(self.name, f"no answer from Twilio: {exc!r}") from exc
+        return Dialed(str(created.sid))
+
+    async def aclose(self) -> None:
+        self._clients.close_all()
