@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, webhooks
+from app.api import health, media, webhooks
 from app.bridge import Bridge
 from app.logs import configure_logging
-from app.providers import build_adapters
+from app.providers import build_adapters, build_media_endpoints
 from app.routing import table_from_settings
 from app.settings import Settings, load_settings
 from app.store import MemoryStore
@@ -28,7 +28,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         config = settings if settings is not None else load_settings()
         if setup_logging:
             configure_logging(config.log_level, mask_numbers=config.log_phone_numbers == "masked")
-        adapters = build_adapters(config)
+        store = MemoryStore()
+        adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(limits=limits) as http:
             ultravox = UltravoxClient(
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
-            app.state.store = MemoryStore()
+            app.state.store = store
+            app.state.media_endpoints = build_media_endpoints(config, adapters)
             app.state.bridge = Bridge(config, adapters, table_from_settings(config), ultravox)
             app.state.draining = False
             _log_startup(config, app.state.bridge)
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
     app.include_router(webhooks.router)
+    app.include_router(media.router)
     return app
 
 

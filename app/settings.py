@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     plivo_stream_content_type: Literal[
         "audio/x-l16;rate=16000", "audio/x-l16;rate=8000", "audio/x-mulaw;rate=8000"
     ] = "audio/x-l16;rate=16000"
+    vonage_signature_secret: SecretList = Field(default_factory=list)
+    vonage_sample_rate: Literal[8000, 16000] = 16000
+    asterisk_token: SecretList = Field(default_factory=list)
 
     fallback_message: str = Field(default=DEFAULT_FALLBACK_MESSAGE, min_length=1)
     fallback_dial_number: str | None = None
@@ -74,6 +77,21 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("vonage_signature_secret", "asterisk_token", mode="before")
+    @classmethod
+    def _comma_separated_relay_secrets(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("asterisk_token")
+    @classmethod
+    def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        if any(len(token.get_secret_value()) < 16 for token in tokens):
+            raise ValueError(
+                "each token must be at least 16 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return tokens
 
     @field_validator("telnyx_public_key")
     @classmethod
