@@ -56,7 +56,12 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
         logger.warning("media.refused", extra={"fields": {**fields, "reason": str(exc)}})
         await websocket.close(POLICY_VIOLATION)
         return
-    await websocket.accept()
+    offered = [
+        name.strip()
+        for name in websocket.headers.get("sec-websocket-protocol", "").split(",")
+        if name.strip()
+    ]
+    await websocket.accept(subprotocol=endpoint.subprotocol(offered))
 
     async def start_call(call: InboundCall, medium: dict[str, object]) -> UltravoxCall | None:
         return await create_relayed_call(bridge, call, medium)

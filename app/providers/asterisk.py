@@ -44,6 +44,7 @@ SAMPLE_RATES = {"slin": 8000, "slin16": 16000}
 # chan_websocket closes the socket on a message over 65500 bytes.
 MAX_MESSAGE_BYTES = 65000
 MEDIA_START_TIMEOUT_SECONDS = 5.0
+MEDIA_SUBPROTOCOL = "media"
 
 
 class MediaStartError(Exception):
@@ -125,6 +126,10 @@ class AsteriskEndpoint(MediaEndpoint):
     @property
     def media_ready(self) -> bool:
         return bool(self._tokens)
+
+    def subprotocol(self, offered: list[str]) -> str | None:
+        # websocket_client.conf's `protocols = media` offers this; a strict client needs it back.
+        return MEDIA_SUBPROTOCOL if MEDIA_SUBPROTOCOL in offered else None
 
     def _presented_token(self, handshake: WebhookRequest) -> str | None:
         # websocket_client.conf's username/password arrive as HTTP Basic credentials (the token

@@ -55,6 +55,10 @@ class MediaEndpoint(ABC):
     def media_ready(self) -> bool:
         """Whether this endpoint is configured to accept sockets."""
 
+    def subprotocol(self, offered: list[str]) -> str | None:
+        """The WebSocket subprotocol to accept among those the platform offered, if any."""
+        return None
+
     @abstractmethod
     async def admit(self, handshake: WebhookRequest, reference: str | None) -> Admission:
         """Let the socket in or raise `WebhookError` (it is then refused before it is accepted,

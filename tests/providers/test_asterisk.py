@@ -61,8 +61,11 @@ async def pbx_call(
 ) -> AsyncIterator[Pbx]:
     async with asterisk_app(ultravox_api) as (origin, fake):
         socket = await websockets.connect(
-            f"{origin}/asterisk/media?{QUERY}", additional_headers=basic(ASTERISK_TOKEN)
+            f"{origin}/asterisk/media?{QUERY}",
+            additional_headers=basic(ASTERISK_TOKEN),
+            subprotocols=[websockets.Subprotocol("media")],
         )
+        assert socket.subprotocol == "media"
         await socket.send(media_start)
         platform = PlatformCall(socket)
         platform.start()
