@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 
 import httpx
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 FRAME = 640  # 20 ms at 16 kHz, s16le
 FRAME_SECONDS = 0.02
 AGENT_SECOND = bytes(FRAME * 50)
 CHUNK = FRAME * 12 + 160
+METRICS_PORT_OFFSET = 3
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -128,68 +130,133 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def one_call(
-    n: int, app_port: int, http: httpx.AsyncClient, stop: asyncio.Event, stats: CallStats,
-    sockets: list[websockets.ClientConnection],
-) -> None:  # fmt: skip
+class FakeVonage(asyncio.Protocol):
+    """One call's Vonage socket, as a bare asyncio protocol speaking just enough WebSocket: the
+    `websockets` client costs tens of microseconds a message, which at 200 calls would make the
+    driver, not the service, the bottleneck."""
+
+    def __init__(self, path: str, host: str) -> None:
+        self.path, self.host = path, host
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.arrivals: list[float] = []
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        transport.write(
+            f"GET /{self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        self.buffer += data
+        if not self.upgraded.done():
+            head, sep, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.upgraded.set_exception(RuntimeError(head.split(b"\r\n")[0].decode()))
+                return
+            self.buffer = bytearray(rest)
+            self.upgraded.set_result(None)
+        while len(self.buffer) >= 2:
+            opcode, length, start = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            if length == 126:
+                if len(self.buffer) < 4:
+                    return
+                length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(self.buffer) < 10:
+                    return
+                length, start = int.from_bytes(self.buffer[2:10], "big"), 10
+            if len(self.buffer) < start + length:
+                return
+            payload = bytes(self.buffer[start : start + length])
+            del self.buffer[: start + length]
+            if opcode == 0x2:
+                assert length == FRAME, f"frame of {length} bytes"
+                self.arrivals.append(now)
+            elif opcode == 0x9:  # ping: answer, or the service drops the socket
+                self.write(0xA, payload)
+            elif opcode == 0x8:
+                self.closed = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    def write(self, opcode: int, payload: bytes) -> None:
+        # Client frames must be masked; an all-zero mask leaves the payload as it is.
+        assert self.transport is not None and len(payload) < 65536
+        size = bytes([0x80 | len(payload)]) if len(payload) < 126 else (
+            bytes([0xFE]) + len(payload).to_bytes(2, "big")
+        )  # fmt: skip
+        self.transport.write(bytes([0x80 | opcode]) + size + b"\x00\x00\x00\x00" + payload)
+
+
+CALLER_FRAME = bytes([0x82, 0xFE]) + FRAME.to_bytes(2, "big") + bytes(4) + bytes(FRAME)
+
+
+async def one_call(n: int, app_port: int, http: httpx.AsyncClient) -> FakeVonage:
     answer = await http.get(
         f"http://127.0.0.1:{app_port}/vonage/incoming",
         params={"uuid": f"call-{n}", "from": "15005550006", "to": "15005550001"},
     )
+    # The NCCO names the public host; the service is here.
     path = answer.json()[0]["endpoint"][0]["uri"].split("://", 1)[1].split("/", 1)[1]
-    async with websockets.connect(
-        f"ws://127.0.0.1:{app_port}/{path}", compression=None
-    ) as socket:  # the NCCO names the public host; the service is here
-        await socket.send(json.dumps({"event": "websocket:connected"}))
-        sockets.append(socket)
-        while not stop.is_set():
-            try:
-                message = await asyncio.wait_for(socket.recv(), 1.0)
-            except TimeoutError:
-                continue
-            if isinstance(message, bytes):
-                assert len(message) == FRAME, f"frame of {len(message)} bytes"
-                stats.arrivals.append(time.monotonic())
+    host = f"127.0.0.1:{app_port}"
+    loop = asyncio.get_running_loop()
+    _, call = await loop.create_connection(lambda: FakeVonage(path, host), "127.0.0.1", app_port)
+    await asyncio.wait_for(call.upgraded, 10)
+    call.write(0x1, json.dumps({"event": "websocket:connected"}).encode())
+    return call
 
 
-async def caller_audio(sockets: list[websockets.ClientConnection], stop: asyncio.Event) -> None:
-    """Every call's caller speaks a frame every 20 ms; one timer for all calls keeps the
-    driver's own load low, so it disturbs the measurement less."""
-    frame = bytes(FRAME)
+async def caller_audio(calls: list[FakeVonage], stop: asyncio.Event) -> None:
+    """Every caller speaks a frame every 20 ms; one timer for all calls."""
     started = time.monotonic()
     k = 0
     while not stop.is_set():
-        for socket in list(sockets):
-            try:
-                await socket.send(frame)
-            except websockets.ConnectionClosed:
-                sockets.remove(socket)
+        for call in calls:
+            if not call.closed and call.transport is not None:
+                call.transport.write(CALLER_FRAME)
         k += 1
         await asyncio.sleep(max(0.0, started + k * FRAME_SECONDS - time.monotonic()))
 
 
 async def run_level(calls: int, duration: float, warmup: float, app_port: int, app_pid: int):
     stop = asyncio.Event()
-    stats = [CallStats() for _ in range(calls)]
     rss_before = proc_rss_bytes(app_pid)
+    live: list[FakeVonage] = []
     limits = httpx.Limits(max_connections=20)
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        sockets: list[websockets.ClientConnection] = []
-        speaker = asyncio.create_task(caller_audio(sockets, stop))
-        tasks = []
+        speaker = asyncio.create_task(caller_audio(live, stop))
+        results: list[FakeVonage | BaseException] = []
         for n in range(calls):
-            call = one_call(n, app_port, http, stop, stats[n], sockets)
-            tasks.append(asyncio.create_task(call))
+            try:
+                live.append(await one_call(n, app_port, http))
+                results.append(live[-1])
+            except (OSError, RuntimeError, TimeoutError, httpx.HTTPError) as exc:
+                results.append(exc)
             await asyncio.sleep(0.01)  # calls arrive over time, not all in one instant
         await asyncio.sleep(warmup)
+        metrics_start = scrape(app_port)
         cpu_start, wall_start = proc_cpu_seconds(app_pid), time.monotonic()
         await asyncio.sleep(duration)
         cpu_used, wall = proc_cpu_seconds(app_pid) - cpu_start, time.monotonic() - wall_start
+        metrics_end = scrape(app_port)
         rss_during = proc_rss_bytes(app_pid)
         stop.set()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
         await speaker
+        for call in live:
+            if call.transport is not None:
+                call.transport.close()
+    stats = [CallStats(call.arrivals) for call in live]
     failures = [r for r in results if isinstance(r, BaseException)]
+    failures += [call for call in live if len(call.arrivals) == 0]
     window_start = wall_start
     errors: list[float] = []
     frames = 0
@@ -199,7 +266,19 @@ async def run_level(calls: int, duration: float, warmup: float, app_port: int, a
         if len(measured) > 10:
             errors.extend(grid_errors_ms(measured))
     cpu_percent = cpu_used / wall * 100
+    sent = "bridge_relay_frames_total[to_platform]"
+    underruns = "bridge_relay_underruns_total"
     return {
+        "service_frames_per_call_per_s": (metrics_end[sent] - metrics_start[sent]) / calls / wall,
+        "caller_frames_per_call_per_s": (
+            metrics_end["bridge_relay_frames_total[to_ultravox]"]
+            - metrics_start.get("bridge_relay_frames_total[to_ultravox]", 0.0)
+        )
+        / calls
+        / wall,
+        "underruns": metrics_end.get(underruns, 0.0) - metrics_start.get(underruns, 0.0),
+        "lateness_p50_ms": lateness_quantile(metrics_start, metrics_end, 0.50),
+        "lateness_p99_ms": lateness_quantile(metrics_start, metrics_end, 0.99),
         "calls": calls,
         "failed": len(failures),
         "cpu_percent": cpu_percent,
@@ -212,7 +291,47 @@ async def run_level(calls: int, duration: float, warmup: float, app_port: int, a
     }
 
 
-def start_service(app_port: int, rest_port: int) -> subprocess.Popen[bytes]:
+def scrape(app_port: int) -> dict[str, float]:
+    """The service's relay metrics, as `name{le}` -> value (vonage only)."""
+    url = f"http://127.0.0.1:{app_port + METRICS_PORT_OFFSET}/metrics"
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url).text):
+        for sample in family.samples:
+            if sample.labels.get("provider") != "vonage":
+                continue
+            key = sample.name + "".join(
+                f"[{sample.labels[label]}]"
+                for label in ("le", "direction")
+                if label in sample.labels
+            )
+            samples[key] = sample.value
+    return samples
+
+
+def lateness_quantile(before: dict[str, float], after: dict[str, float], share: float) -> float:
+    """A quantile of frame lateness (ms) over the window, interpolated within its bucket."""
+    name = "bridge_relay_frame_lateness_seconds_bucket"
+    bounds = sorted(float(key[len(name) + 1 : -1]) for key in after if key.startswith(name + "["))
+    counts = [after[f"{name}[{_le(b)}]"] - before.get(f"{name}[{_le(b)}]", 0.0) for b in bounds]
+    total = counts[-1]
+    if not total:
+        return float("nan")
+    target, previous_bound, previous_count = share * total, 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= target:
+            if bound == float("inf"):
+                return previous_bound * 1000
+            within = (target - previous_count) / max(count - previous_count, 1e-9)
+            return (previous_bound + within * (bound - previous_bound)) * 1000
+        previous_bound, previous_count = bound, count
+    return float("nan")
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def start_service(app_port: int, rest_port: int, ws: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "ULTRAVOX_API_KEY": "bench-key",
@@ -221,11 +340,10 @@ def start_service(app_port: int, rest_port: int) -> subprocess.Popen[bytes]:
         "PUBLIC_BASE_URL": "https://bridge.bench",
         "LOG_LEVEL": "WARNING",
     }
+    service = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay_service.py")
     return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(app_port), "--log-level", "warning", "--no-access-log"],
-        env=env,
-    )  # fmt: skip
+        [sys.executable, service, str(app_port), str(app_port + METRICS_PORT_OFFSET), ws], env=env
+    )
 
 
 async def wait_ready(port: int) -> None:
@@ -246,12 +364,26 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--app-port", type=int, default=18700)
+    parser.add_argument(
+        "--service-cpu",
+        type=int,
+        help="pin the service to this CPU and the driver and fake Ultravox to the others, so "
+        "the stand-ins cannot take the service's CPU time",
+    )
+    parser.add_argument(
+        "--ws",
+        default="auto",
+        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+        help="uvicorn's WebSocket implementation in the service",
+    )
     parser.add_argument("--fake-ultravox", nargs=2, type=int, metavar=("REST", "SOCKETS"))
     args = parser.parse_args()
     if args.fake_ultravox:
         await fake_ultravox(*args.fake_ultravox)
         return
     rest_port, socket_port = args.app_port + 1, args.app_port + 2
+    if args.service_cpu is not None:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - {args.service_cpu})
     fake = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
         [sys.executable, __file__, "--fake-ultravox", str(rest_port), str(socket_port)]
     )
@@ -259,7 +391,9 @@ async def main() -> None:
     try:
         for calls in args.calls:
             # A fresh service per level, so memory and CPU belong to this level only.
-            service = start_service(args.app_port, rest_port)
+            service = start_service(args.app_port, rest_port, args.ws)
+            if args.service_cpu is not None:
+                os.sched_setaffinity(service.pid, {args.service_cpu})
             try:
                 await wait_ready(args.app_port)
                 results.append(
@@ -274,14 +408,16 @@ async def main() -> None:
         fake.wait(timeout=10)
     print()
     print("| calls | failed | service CPU (% of one core) | CPU per call | memory per call |"
-          " frames/s per call | timing error p50 | p99 | max |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " frames/s per call sent | lateness at send p50 | p99 | frames/s per call received |"
+          " error at receiver p50 | p99 | max |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['calls']} | {r['failed']} | {r['cpu_percent']:.1f}% | "
             f"{r['cpu_percent_per_call']:.2f}% | {r['rss_mib_per_call'] * 1024:.0f} KiB | "
-            f"{r['frames_per_call_per_s']:.1f} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
-            f"{r['max_ms']:.1f} ms |"
+            f"{r['service_frames_per_call_per_s']:.1f} | {r['lateness_p50_ms']:.2f} ms | "
+            f"{r['lateness_p99_ms']:.2f} ms | {r['frames_per_call_per_s']:.1f} | "
+            f"{r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms |"
         )
 
 

@@ -123,10 +123,6 @@ class AsteriskEndpoint(MediaEndpoint):
     def __init__(self, settings: Settings) -> None:
         self._tokens = [token.get_secret_value().encode() for token in settings.asterisk_token]
 
-    @property
-    def media_ready(self) -> bool:
-        return bool(self._tokens)
-
     def subprotocol(self, offered: list[str]) -> str | None:
         # websocket_client.conf's `protocols = media` offers this; a strict client needs it back.
         return MEDIA_SUBPROTOCOL if MEDIA_SUBPROTOCOL in offered else None

@@ -50,11 +50,6 @@ class MediaEndpoint(ABC):
 
     name: ClassVar[str]
 
-    @property
-    @abstractmethod
-    def media_ready(self) -> bool:
-        """Whether this endpoint is configured to accept sockets."""
-
     def subprotocol(self, offered: list[str]) -> str | None:
         """The WebSocket subprotocol to accept among those the platform offered, if any."""
         return None

@@ -121,10 +121,6 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         # The NCCO must name the media socket's public URL, which only PUBLIC_BASE_URL gives.
         return super().ready and self._media_origin is not None
 
-    @property
-    def media_ready(self) -> bool:
-        return self.ready
-
     def check(self, request: WebhookRequest) -> None:
         if self._media_origin is None:
             raise ProviderNotConfigured(

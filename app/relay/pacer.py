@@ -26,12 +26,14 @@ class PacedSender:
         send: SendAudio,
         clock: Clock,
         on_underrun: Callable[[], None] = lambda: None,
+        on_lateness: Callable[[float], None] = lambda seconds: None,
         frame_seconds: float = FRAME_SECONDS,
     ) -> None:
         self._queue = queue
         self._send = send
         self._clock = clock
         self._on_underrun = on_underrun
+        self._on_lateness = on_lateness
         self._frame_seconds = frame_seconds
         self.sent = 0
 
@@ -62,6 +64,7 @@ class PacedSender:
             elif starved:
                 self._on_underrun()  # the rest of the frame came, a frame time late
             starved = False
+            self._on_lateness(self._clock.now() - next_at)
             await self._send(frame)
             self.sent += 1
             last_sent_at = next_at

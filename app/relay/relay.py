@@ -76,6 +76,7 @@ class Relay:
         self._to_platform = metrics.FRAMES.labels(provider, "to_platform")
         self._clears = metrics.CLEARS.labels(provider)
         self._underruns = metrics.UNDERRUNS.labels(provider)
+        self._lateness = metrics.FRAME_LATENESS.labels(provider)
 
     async def run(self) -> str:
         """Relay until the call ends; returns who ended it: caller, agent or error."""
@@ -140,7 +141,13 @@ class Relay:
                 self.platform.max_message_bytes,
                 self._underruns.inc,
             )
-        return PacedSender(self.queue, self._send_to_platform, self.clock, self._underruns.inc)
+        return PacedSender(
+            self.queue,
+            self._send_to_platform,
+            self.clock,
+            self._underruns.inc,
+            self._lateness.observe,
+        )
 
     async def _send_to_platform(self, audio: bytes) -> None:
         await self.platform.send_audio(audio)

@@ -235,3 +235,10 @@ async def test_events_of_a_provider_without_them_are_not_found() -> None:
     async with running_app(vonage_settings()) as client:
         response = await client.post("/twilio/events")
     assert response.status_code == 404
+
+
+async def test_a_rejected_call_gets_an_empty_ncco() -> None:
+    async with running_app(vonage_settings()) as client:
+        adapter = client.app.state.bridge.adapters["vonage"]  # type: ignore[attr-defined]
+    answer = adapter.reject_answer()
+    assert (answer.body, answer.media_type) == (b"[]", "application/json")

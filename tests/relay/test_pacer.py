@@ -159,3 +159,28 @@ async def test_flow_sender_hands_over_whole_frames_and_waits_while_the_platform_
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [len(chunk) for chunk in sent] == [6400, 6400, 3200, 640]
+
+
+class LateClock(ManualClock):
+    """A clock whose sleeps overrun by 3 ms, as a busy worker's do."""
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline > self.time:
+            await super().sleep_until(deadline)
+            self.time += 0.003
+
+
+async def test_each_frame_reports_how_late_it_left_its_grid_point() -> None:
+    clock, queue = LateClock(), FrameQueue(FRAME)
+    sink = Sink(clock)
+    lateness: list[float] = []
+    sender = PacedSender(queue, sink.send, clock, on_lateness=lateness.append)
+    task = asyncio.create_task(sender.run())
+    queue.push(bytes(640 * 4))
+    await clock.advance(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [round(seconds, 9) for seconds in lateness] == [0.0, 0.003, 0.003, 0.003]
+    # Lateness never accumulates: each frame is due at its own grid point.
+    assert sink.times == [0.0, 0.023, 0.043, 0.063]

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import pytest
 import respx
 import websockets
+from prometheus_client import REGISTRY
 
 from app.relay.relay import digit_message
 from tests.conftest import created_call, make_settings, running_app
@@ -74,9 +76,14 @@ async def test_agent_audio_reaches_vonage_in_exact_640_byte_frames(
     assert b"".join(call.platform.frames).rstrip(b"\x00") == b"\x02" * 6640
 
 
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"provider": "vonage", **labels}) or 0.0
+
+
 async def test_playback_clear_buffer_drops_the_queue_and_clears_vonage_before_the_next_frame(
     ultravox: respx.MockRouter,
 ) -> None:
+    clears_before = metric("bridge_relay_clears_total")
     async with vonage_call(ultravox) as call:
         await call.ultravox.send(b"\x03" * 640 * 250)  # 5 s of agent speech
         await eventually(lambda: len(call.platform.frames) >= 5)
@@ -89,6 +96,54 @@ async def test_playback_clear_buffer_drops_the_queue_and_clears_vonage_before_th
     assert received[clear_at + 1] == b"\x04" * 640  # nothing of the old speech after the clear
     assert all(message == b"\x03" * 640 for message in received[:clear_at])
     assert len(received[:clear_at]) < 50  # the other 4 s were dropped, not played
+    assert metric("bridge_relay_clears_total") == clears_before + 1
+
+
+async def test_live_relays_and_relayed_frames_are_counted(ultravox: respx.MockRouter) -> None:
+    live_before = metric("bridge_relay_live")
+    to_ultravox = metric("bridge_relay_frames_total", direction="to_ultravox")
+    to_platform = metric("bridge_relay_frames_total", direction="to_platform")
+    async with vonage_call(ultravox) as call:
+        await eventually(lambda: metric("bridge_relay_live") == live_before + 1)
+        for _ in range(3):
+            await call.platform.socket.send(bytes(640))
+        await call.ultravox.send(bytes(640 * 2))
+        await eventually(
+            lambda: len(call.platform.frames) == 2 and len(call.ultravox.audio) == 1920
+        )
+        await call.platform.socket.close()
+        await eventually(lambda: metric("bridge_relay_live") == live_before)
+    assert metric("bridge_relay_frames_total", direction="to_ultravox") == to_ultravox + 3
+    assert metric("bridge_relay_frames_total", direction="to_platform") == to_platform + 2
+
+
+async def test_final_transcripts_and_states_are_logged_at_debug_with_the_call_ids(
+    ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="app.relay")
+    async with vonage_call(ultravox) as call:
+        await call.ultravox.send({"type": "state", "state": "speaking"})
+        await call.ultravox.send(
+            {"type": "transcript", "role": "agent", "delta": "Hel", "final": False}
+        )
+        await call.ultravox.send(
+            {"type": "transcript", "role": "agent", "text": "Hello!", "final": True}
+        )
+        await eventually(lambda: any(r.getMessage() == "relay.transcript" for r in caplog.records))
+    ids = {
+        "provider": "vonage",
+        "call_id": "63f61863-4a51-4f6b-86e1-46edebcf9356",
+        "ultravox_call_id": "3f1c2d4e-0000-4000-8000-000000000001",
+    }
+    logged = {
+        r.getMessage(): (r.levelname, r.fields)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() in ("relay.state", "relay.transcript")
+    }
+    assert logged == {
+        "relay.state": ("DEBUG", {**ids, "state": "speaking"}),
+        "relay.transcript": ("DEBUG", {**ids, "role": "agent", "text": "Hello!"}),
+    }
 
 
 async def test_dtmf_reaches_ultravox_as_a_user_text_message(ultravox: respx.MockRouter) -> None:
