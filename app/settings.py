@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     vonage_signature_secret: SecretList = Field(default_factory=list)
     vonage_sample_rate: Literal[8000, 16000] = 16000
     asterisk_token: SecretList = Field(default_factory=list)
+    relay_media_idle_timeout: str | None = "45s"
 
     fallback_message: str = Field(default=DEFAULT_FALLBACK_MESSAGE, min_length=1)
     fallback_dial_number: str | None = None
@@ -92,6 +93,15 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return tokens
+
+    @field_validator("relay_media_idle_timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^\d+(\.\d+)?s$", value.strip()):
+            raise ValueError('must be a duration in seconds such as "45s", or empty to omit it')
+        return value.strip()
 
     @field_validator("telnyx_public_key")
     @classmethod

@@ -122,6 +122,7 @@ class AsteriskEndpoint(MediaEndpoint):
 
     def __init__(self, settings: Settings) -> None:
         self._tokens = [token.get_secret_value().encode() for token in settings.asterisk_token]
+        self._media_idle_timeout = settings.relay_media_idle_timeout
 
     def subprotocol(self, offered: list[str]) -> str | None:
         # websocket_client.conf's `protocols = media` offers this; a strict client needs it back.
@@ -182,7 +183,8 @@ class AsteriskEndpoint(MediaEndpoint):
             to_number=to_e164(admission.details.get("to", "unknown")),
             raw={**admission.details, **start},
         )
-        created = await start_call(call, server_websocket_medium(sample_rate))
+        medium = server_websocket_medium(sample_rate, self._media_idle_timeout)
+        created = await start_call(call, medium)
         if created is None:
             # Dial() returns and the dialplan goes on to its own fallback.
             await _refuse(websocket, json_commands=json_commands)

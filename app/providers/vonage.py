@@ -104,6 +104,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         super().__init__(settings)
         self._secrets = [secret.get_secret_value() for secret in settings.vonage_signature_secret]
         self._sample_rate = settings.vonage_sample_rate
+        self._media_idle_timeout = settings.relay_media_idle_timeout
         self._public_base_url = settings.public_base_url
         self._media_origin = _websocket_origin(settings.public_base_url)
         self._store = store
@@ -182,7 +183,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         return inbound_call(self.name, self._fields(request), "uuid", "from", "to")
 
     def medium(self) -> dict[str, Any]:
-        return server_websocket_medium(self._sample_rate)
+        return server_websocket_medium(self._sample_rate, self._media_idle_timeout)
 
     async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
         # The socket may land on another replica, so the session waits in the shared store under

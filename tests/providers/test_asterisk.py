@@ -99,7 +99,7 @@ async def test_the_call_is_created_at_16khz_and_answered(ultravox: respx.MockRou
             "callerNumber": CALLER,
             "calledNumber": CALLED,
         },
-        "medium": server_websocket_medium(16000),
+        "medium": server_websocket_medium(16000, "45s"),
     }
 
 

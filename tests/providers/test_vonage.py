@@ -106,7 +106,7 @@ async def test_8khz_asks_ultravox_for_8khz_and_tells_vonage_the_same(
         response = await vonage_webhook(vonage_fields()).send(client)
     assert response.json()[0]["endpoint"][0]["content-type"] == "audio/l16;rate=8000"
     sent = json.loads(route.calls.last.request.content)
-    assert sent["medium"] == server_websocket_medium(8000)
+    assert sent["medium"] == server_websocket_medium(8000, "45s")
 
 
 def forged(kind: str) -> Webhook:
@@ -242,3 +242,18 @@ async def test_a_rejected_call_gets_an_empty_ncco() -> None:
         adapter = client.app.state.bridge.adapters["vonage"]  # type: ignore[attr-defined]
     answer = adapter.reject_answer()
     assert (answer.body, answer.media_type) == (b"[]", "application/json")
+
+
+async def test_an_empty_media_idle_timeout_is_left_out_of_the_medium(
+    ultravox: respx.MockRouter,
+) -> None:
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    async with running_app(vonage_settings(relay_media_idle_timeout="")) as client:
+        await vonage_webhook(vonage_fields()).send(client)
+    assert json.loads(route.calls.last.request.content)["medium"] == {
+        "serverWebSocket": {
+            "inputSampleRate": 16000,
+            "outputSampleRate": 16000,
+            "clientBufferSizeMs": 30000,
+        }
+    }
