@@ -2,6 +2,7 @@
 call to this service's media socket, whose audio the relay carries to Ultravox (Ultravox has no
 Vonage medium)."""
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -58,6 +59,21 @@ EVENT_FIELDS = {
 
 def _ncco(actions: list[dict[str, Any]]) -> Answer:
     return Answer(json.dumps(actions, separators=(",", ":")).encode(), NCCO)
+
+
+def _signed_payloads(request: WebhookRequest) -> list[bytes]:
+    """The byte strings Vonage may have hashed into `payload_hash`."""
+    if request.method != "POST":
+        return [_compact_json(dict(request.query))]
+    payloads = [request.body]
+    # A body that is not JSON is refused by parse() once the signature is checked.
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        payloads.append(_compact_json(json.loads(request.body)))
+    return payloads
+
+
+def _compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _websocket_origin(public_base_url: str | None) -> str | None:
@@ -140,10 +156,17 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
             raise SignatureError("Vonage JWT iat is too old or in the future")
         claimed = claims.get("payload_hash")
         if claimed is None and not request.body:
-            return  # nothing to hash: a GET webhook
-        expected = hashlib.sha256(request.body).hexdigest()
-        if not isinstance(claimed, str) or not hmac.compare_digest(claimed.lower(), expected):
-            raise SignatureError("Vonage JWT payload_hash does not match the body")
+            return  # a GET webhook signed without a payload hash
+        if not isinstance(claimed, str):
+            raise SignatureError("Vonage JWT lacks payload_hash")
+        # Vonage hashes the payload as a JSON object without whitespace, the fields in the
+        # order sent (the query's for GET); for POST that may be the body exactly as sent.
+        matches = [
+            hmac.compare_digest(claimed.lower(), hashlib.sha256(payload).hexdigest())
+            for payload in _signed_payloads(request)
+        ]
+        if not any(matches):
+            raise SignatureError("Vonage JWT payload_hash does not match the payload")
 
     def _decode(self, token: str) -> dict[str, Any]:
         for secret in self._secrets:

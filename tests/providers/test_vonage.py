@@ -25,6 +25,7 @@ from tests.relay.fakes import (
     VONAGE_UUID,
     fake_ultravox,
     served,
+    signed_payload,
     vonage_fields,
     vonage_token,
     vonage_webhook,
@@ -110,7 +111,7 @@ async def test_8khz_asks_ultravox_for_8khz_and_tells_vonage_the_same(
 
 
 def forged(kind: str) -> Webhook:
-    body = json.dumps(vonage_fields()).encode()
+    body = signed_payload(vonage_fields())
     tokens = {
         "wrong_secret": vonage_token(body, secret="another-secret-0123456789abcdef0123"),
         "wrong_payload_hash": vonage_token(body, payload_hash="0" * 64),
@@ -147,6 +148,32 @@ async def test_a_body_changed_after_signing_is_refused(ultravox: respx.MockRoute
         response = await webhook.send(client)
     assert response.status_code == 403
     assert route.call_count == 0
+
+
+async def test_a_get_whose_query_differs_from_the_signed_one_is_refused(
+    ultravox: respx.MockRouter,
+) -> None:
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    webhook = vonage_webhook(vonage_fields())
+    webhook.url = webhook.url.replace(CALLED.lstrip("+"), "15005550002")
+    async with running_app(vonage_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 403
+    assert route.call_count == 0
+
+
+async def test_a_post_body_hashed_as_sent_is_accepted(ultravox: respx.MockRouter) -> None:
+    ultravox.post("/calls").mock(return_value=created_call())
+    body = json.dumps(vonage_fields(), indent=2).encode()  # not the compact form
+    webhook = Webhook(
+        "POST",
+        "http://bridge.test/vonage/incoming",
+        {"content-type": "application/json", "Authorization": f"Bearer {vonage_token(body)}"},
+        body,
+    )
+    async with running_app(vonage_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 200
 
 
 async def test_a_rotated_secret_still_verifies(ultravox: respx.MockRouter) -> None:
