@@ -1,6 +1,7 @@
 """A platform's media socket, as the relay sees it: caller audio and digits in, agent audio and
 a clear command out. Each platform's module implements it for its own protocol."""
 
+import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class PlatformMedia(ABC):
         self.frame_size = frame_bytes(sample_rate)
         # Platforms that pace themselves take several frames per message.
         self.max_message_bytes = self.frame_size
+        # One message at a time, in the order they were started: a frame the player already
+        # began sending must not land after a clear command issued just behind it.
+        self._sending = asyncio.Lock()
 
     @abstractmethod
     async def receive(self) -> PlatformEvent:
@@ -55,7 +59,8 @@ class PlatformMedia(ABC):
     async def send_audio(self, audio: bytes) -> None:
         """Play agent audio: one frame (or whole frames where the platform paces itself)."""
         try:
-            await self.websocket.send_bytes(audio)
+            async with self._sending:
+                await self.websocket.send_bytes(audio)
         except SOCKET_ERRORS as exc:
             raise PlatformClosed(str(exc)) from exc
 
@@ -87,7 +92,8 @@ class PlatformMedia(ABC):
 
     async def _send_text(self, text: str) -> None:
         try:
-            await self.websocket.send_text(text)
+            async with self._sending:
+                await self.websocket.send_text(text)
         except SOCKET_ERRORS as exc:
             raise PlatformClosed(str(exc)) from exc
 
