@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.calls import build_call_body
+from app.calls import build_call_body, create_call
 from app.dedupe import CallDeduplicator
 from app.providers.base import (
     Answer,
@@ -146,10 +146,9 @@ class Bridge:
     async def _create(
         self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
     ) -> UltravoxCall:
-        body = build_call_body(target, call, adapter.medium())
-        if isinstance(target, AgentTarget):
-            return await self.ultravox.create_agent_call(target.agent_id, body)
-        return await self.ultravox.create_call(body)
+        return await create_call(
+            self.ultravox, target, build_call_body(target, call, adapter.medium())
+        )
 
 
 def _count(provider: str, outcome: str, started: float) -> float:

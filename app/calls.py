@@ -4,6 +4,7 @@ from typing import Any
 
 from app.providers.base import InboundCall
 from app.routing import AgentTarget, InlineTarget
+from app.ultravox import UltravoxCall, UltravoxClient
 
 
 def call_metadata(call: InboundCall) -> dict[str, str]:
@@ -44,3 +45,12 @@ def build_call_body(
             **template_context(call),
         }
     return body
+
+
+async def create_call(
+    ultravox: UltravoxClient, target: AgentTarget | InlineTarget, body: dict[str, Any]
+) -> UltravoxCall:
+    """Start the Ultravox call `body` describes: from the target's saved agent, or inline."""
+    if isinstance(target, AgentTarget):
+        return await ultravox.create_agent_call(target.agent_id, body)
+    return await ultravox.create_call(body)

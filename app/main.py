@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, metrics, webhooks
+from app.api import calls, health, media, metrics, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
-from app.providers import build_adapters
+from app.providers import build_adapters, build_media_endpoints
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         config = settings if settings is not None else load_settings()
         if setup_logging:
             configure_logging(config.log_level, mask_numbers=config.log_phone_numbers == "masked")
-        adapters = build_adapters(config)
+        store = build_store(config)
+        adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(limits=limits) as http:
             ultravox = UltravoxClient(
@@ -42,9 +43,10 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
-            app.state.store = build_store(config)
+            app.state.store = store
+            app.state.media_endpoints = build_media_endpoints(config, adapters)
             dedupe = CallDeduplicator(
-                app.state.store,
+                store,
                 ttl_seconds=config.dedupe_ttl_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(calls.router)
+    app.include_router(media.router)
     return app
 
 

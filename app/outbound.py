@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.bridge import Bridge
-from app.calls import build_call_body
+from app.calls import build_call_body, create_call
 from app.phone import to_e164
 from app.providers import DIALERS
 from app.providers.base import InboundCall
@@ -335,9 +335,7 @@ class OutboundCalls:
         fields: dict[str, Any],
     ) -> UltravoxCall:
         try:
-            if isinstance(target, AgentTarget):
-                return await bridge.ultravox.create_agent_call(target.agent_id, body)
-            return await bridge.ultravox.create_call(body)
+            return await create_call(bridge.ultravox, target, body)
         except UltravoxError as exc:
             fields.update(ultravox_error=type(exc).__name__, ultravox_status=exc.status_code)
             logger.warning("outbound.ultravox_failed", extra={"fields": fields})

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     plivo_stream_content_type: Literal[
         "audio/x-l16;rate=16000", "audio/x-l16;rate=8000", "audio/x-mulaw;rate=8000"
     ] = "audio/x-l16;rate=16000"
+    vonage_signature_secret: SecretList = Field(default_factory=list)
+    vonage_sample_rate: Literal[8000, 16000] = 16000
+    asterisk_token: SecretList = Field(default_factory=list)
+    relay_media_idle_timeout: str | None = "45s"
 
     fallback_message: str = Field(default=DEFAULT_FALLBACK_MESSAGE, min_length=1)
     fallback_dial_number: str | None = None
@@ -93,10 +97,37 @@ class Settings(BaseSettings):
     plivo_auth_id: str | None = None
     plivo_from_number: str | None = None
 
-    @field_validator("twilio_auth_token", "telnyx_public_key", "plivo_auth_token", mode="before")
+    @field_validator(
+        "twilio_auth_token",
+        "telnyx_public_key",
+        "plivo_auth_token",
+        "vonage_signature_secret",
+        "asterisk_token",
+        "bridge_api_tokens",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("asterisk_token")
+    @classmethod
+    def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        if any(len(token.get_secret_value()) < 16 for token in tokens):
+            raise ValueError(
+                "each token must be at least 16 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return tokens
+
+    @field_validator("relay_media_idle_timeout")
+    @classmethod
+    def _optional_duration(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not DURATION.match(value.strip()):
+            raise ValueError('must be a duration in seconds such as "45s", or empty to omit it')
+        return value.strip()
 
     @field_validator("telnyx_public_key")
     @classmethod
@@ -183,11 +214,6 @@ class Settings(BaseSettings):
         if not DURATION.match(value.strip()):
             raise ValueError('must be a duration in seconds as Ultravox writes it, such as "60s"')
         return value.strip()
-
-    @field_validator("bridge_api_tokens", mode="before")
-    @classmethod
-    def _comma_separated_tokens(cls, value: Any) -> Any:
-        return _split_list(value)
 
     @field_validator("twilio_from_number", "telnyx_from_number", "plivo_from_number")
     @classmethod

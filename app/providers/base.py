@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 
 from app.phone import to_e164
 from app.settings import Settings
+from app.store import Store
 from app.ultravox import UltravoxCall
 
 
@@ -129,6 +130,12 @@ class ProviderAdapter(ABC):
 
     def __init__(self, settings: Settings) -> None:
         self.verify_signatures = settings.verify_signatures
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store) -> "ProviderAdapter":
+        """The adapter for the application. Adapters that keep call sessions between the
+        webhook and the media socket (relayed providers) override it to take the shared store."""
+        return cls(settings)
 
     @property
     @abstractmethod

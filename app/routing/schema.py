@@ -18,11 +18,11 @@ from pydantic import (
 )
 
 from app.phone import to_e164
-from app.providers import ADAPTERS
+from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
 from app.settings import E164
 
-PROVIDER_NAMES = tuple(adapter.name for adapter in ADAPTERS)
+PROVIDER_NAMES = tuple(a.name for a in ADAPTERS) + tuple(e.name for e in MEDIA_ONLY_ENDPOINTS)
 # Inline fields whose text may hold placeholders.
 TEMPLATED_FIELDS = ("systemPrompt", "timeExceededMessage", "initialMessages", "inactivityMessages")
 # Fields the bridge sets itself, whatever the route says.

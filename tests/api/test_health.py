@@ -17,7 +17,7 @@ async def test_readyz_lists_the_providers_that_can_take_calls(client: httpx.Asyn
     assert response.json() == {
         "status": "ready",
         "draining": False,
-        "providers": {"twilio": True, "telnyx": True, "plivo": True},
+        "providers": {"twilio": True, "telnyx": True, "plivo": True, "vonage": False},
     }
 
 
@@ -26,7 +26,12 @@ async def test_readyz_is_503_when_no_provider_has_a_secret() -> None:
     async with running_app(settings) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["providers"] == {"twilio": False, "telnyx": False, "plivo": False}
+    assert response.json()["providers"] == {
+        "twilio": False,
+        "telnyx": False,
+        "plivo": False,
+        "vonage": False,
+    }
 
 
 async def test_readyz_is_ok_without_secrets_when_signatures_are_off() -> None:

@@ -116,8 +116,11 @@ CASES = {
         [f"routes[0]: fallback.dial_number: '0800 123' {E164_HINT}"],
     ),
     "unknown_provider": (
-        "routes:\n  - number: '+15005550001'\n    provider: vonage\n    reject: true\n",
-        ["routes[0]: provider: 'vonage' is not a provider; use one of twilio, telnyx, plivo"],
+        "routes:\n  - number: '+15005550001'\n    provider: acme\n    reject: true\n",
+        [
+            "routes[0]: provider: 'acme' is not a provider; use one of twilio, telnyx, plivo, "
+            "vonage, asterisk"
+        ],
     ),
     "medium_set": (
         "routes:\n  - name: a\n    number: '+15005550001'\n"

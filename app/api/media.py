@@ -1,0 +1,93 @@
+"""Media sockets of relayed providers (`/{provider}/media[/{reference}]`) and their signed call
+events (`/{provider}/events`): one code path for every provider, chosen by the URL's first part."""
+
+import logging
+import time
+
+from fastapi import APIRouter, Request, Response, WebSocket
+
+from app.api.deps import BridgeDep, SettingsDep
+from app.api.webhooks import webhook_request
+from app.bridge import Bridge
+from app.providers.base import InboundCall, WebhookError, WebhookRequest
+from app.providers.media import CallEvents, MediaEndpoint
+from app.relay.calls import create_relayed_call
+from app.relay.relay import Relay
+from app.ultravox import UltravoxCall
+
+router = APIRouter(tags=["media"])
+logger = logging.getLogger("app.media")
+
+# Close code for a refused socket (before acceptance the server answers HTTP 403 instead).
+POLICY_VIOLATION = 1008
+
+
+def _handshake(websocket: WebSocket, public_base_url: str | None) -> WebhookRequest:
+    url = str(websocket.url)
+    if public_base_url is not None:
+        query = websocket.url.query
+        url = public_base_url + websocket.url.path + (f"?{query}" if query else "")
+    return WebhookRequest(
+        method="GET",
+        url=url,
+        headers=websocket.headers,
+        query=websocket.query_params.multi_items(),
+        body=b"",
+        received_at=time.time(),
+    )
+
+
+@router.websocket("/{provider}/media")
+@router.websocket("/{provider}/media/{reference}")
+async def media(websocket: WebSocket, provider: str, reference: str | None = None) -> None:
+    """A platform's media socket for one call, relayed to and from the call's Ultravox socket."""
+    endpoints: dict[str, MediaEndpoint] = websocket.app.state.media_endpoints
+    bridge: Bridge = websocket.app.state.bridge
+    endpoint = endpoints.get(provider)
+    fields = {"provider": provider}
+    if endpoint is None:
+        logger.warning("media.refused", extra={"fields": {**fields, "reason": "unknown provider"}})
+        await websocket.close(POLICY_VIOLATION)
+        return
+    handshake = _handshake(websocket, websocket.app.state.settings.public_base_url)
+    try:
+        admission = await endpoint.admit(handshake, reference)
+    except WebhookError as exc:
+        logger.warning("media.refused", extra={"fields": {**fields, "reason": str(exc)}})
+        await websocket.close(POLICY_VIOLATION)
+        return
+    offered = [
+        name.strip()
+        for name in websocket.headers.get("sec-websocket-protocol", "").split(",")
+        if name.strip()
+    ]
+    await websocket.accept(subprotocol=endpoint.subprotocol(offered))
+
+    async def start_call(call: InboundCall, medium: dict[str, object]) -> UltravoxCall | None:
+        return await create_relayed_call(bridge, call, medium)
+
+    plan = await endpoint.open(websocket, admission, start_call)
+    if plan is not None:
+        await Relay(plan.platform, plan.join_url, plan.ids).run()
+
+
+@router.api_route("/{provider}/events", methods=["GET", "POST"])
+async def events(
+    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+) -> Response:
+    """A provider's call progress events (answered, completed...), recorded in the log."""
+    adapter = bridge.adapters.get(provider)
+    if not isinstance(adapter, CallEvents):
+        return Response(f"no events endpoint for {provider!r}\n", 404, media_type="text/plain")
+    try:
+        webhook = await webhook_request(request, settings.public_base_url)
+        adapter.check(webhook)
+        fields = adapter.event_fields(webhook)
+    except WebhookError as exc:
+        logger.warning(
+            "call.event_refused",
+            extra={"fields": {"provider": provider, "status": exc.status_code, "reason": str(exc)}},
+        )
+        return Response(f"{exc}\n", exc.status_code, media_type="text/plain")
+    logger.info("call.event", extra={"fields": {"provider": provider, **fields}})
+    return Response(status_code=204)
