@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.api import health, webhooks
 from app.bridge import Bridge
+from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.providers import build_adapters
 from app.routing import table_from_settings
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             configure_logging(config.log_level, mask_numbers=config.log_phone_numbers == "masked")
         adapters = build_adapters(config)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(limits=limits) as http:
+        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,
