@@ -296,7 +296,8 @@ def measure_pair(
 
 
 def profile(pid: int, port: int, args: argparse.Namespace, out: Path) -> str:
-    """Sample the service with py-spy during a zero-delay run; the top functions as text."""
+    """Sample the service with py-spy during one more run at the last stand-in delay; the top
+    functions as text."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         return "py-spy is not installed (`.venv/bin/pip install py-spy`)"
@@ -501,7 +502,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--startups", type=int, default=3, help="extra start-ups to time")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
-        "--profile", action="store_true", help="also sample the service with py-spy (0 ms run)"
+        "--profile",
+        action="store_true",
+        help="also sample the service with py-spy (at the last delay)",
     )
     parser.add_argument(
         "--profile-out", type=Path, help="with --profile: keep py-spy's collapsed stacks here"
@@ -557,9 +560,12 @@ def main(argv: list[str]) -> int:
     )
     print(text)
     if profile_text is not None:
-        print("\n### Where the service spends its time (py-spy, 0 ms stand-in)\n")
+        print(f"\n### Where the service spends its time (py-spy, {delays[-1]:g} ms stand-in)\n")
         print(profile_text)
-    return 0
+    failed = sum(pair.direct.errors + pair.service.errors for pair in pairs)
+    if failed:
+        print(f"\n{failed} request(s) did not get the expected answer", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
