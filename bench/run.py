@@ -354,34 +354,43 @@ def profile(pid: int, port: int, args: argparse.Namespace, out: Path) -> str:
     return summarise_profile(raw.read_text())
 
 
-def summarise_profile(collapsed: str, top: int = 20) -> str:
-    """The functions with the most samples of their own, and the most samples including their
-    callees, from py-spy's collapsed stacks."""
-    inclusive: Counter[str] = Counter()
+# Stages of a webhook, each named by the function that does it (the frame's text in py-spy's
+# stacks); a stage's share counts every sample with that function on the stack.
+STAGES = (
+    ("Whole webhook handler (app/api/webhooks.py:incoming)", "webhooks.py:incoming"),
+    ("Read the request (webhook_request)", "webhooks.py:webhook_request"),
+    ("Check the signature (ProviderAdapter.check)", "ProviderAdapter.check"),
+    ("Create the Ultravox call (UltravoxClient._create)", "UltravoxClient._create"),
+    ("... of which httpcore's pool bookkeeping", "_assign_requests_to_connections"),
+    ("Build the answer XML (stream_answer)", "stream_answer"),
+    ("Log lines (logging)", "logging/__init__.py:Logger."),
+)
+
+
+def summarise_profile(collapsed: str, top: int = 15) -> str:
+    """From py-spy's collapsed stacks: each stage's share of the samples, and the functions
+    with the most samples of their own."""
     own: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        frames = [_frame_name(frame) for frame in stack.split(";")]
-        frames = [frame for frame in frames if frame]
+        frames = [name for name in map(_frame_name, stack.split(";")) if name]
         if not frames:
             continue
+        count = int(count_text)
         total += count
         own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
+        for label, marker in STAGES:
+            if any(marker in frame for frame in frames):
+                stages[label] += count
     if not total:
         return "py-spy recorded no samples"
-    lines = [f"{total} samples.", ""]
-    for title, ranking in (("Own time", own), ("Including callees", inclusive)):
-        lines += [f"| {title}: function | Own % | Inclusive % |", "| --- | ---: | ---: |"]
-        for frame, _ in ranking.most_common(top):
-            share_own, share_all = 100 * own[frame] / total, 100 * inclusive[frame] / total
-            lines.append(f"| `{frame}` | {share_own:.1f} | {share_all:.1f} |")
-        lines.append("")
+    lines = [f"{total} samples of the thread holding the GIL.", ""]
+    lines += ["| Stage | Share of the samples |", "| --- | ---: |"]
+    lines += [f"| {label} | {100 * stages[label] / total:.1f}% |" for label, _ in STAGES]
+    lines += ["", "| Function (own time) | Share of the samples |", "| --- | ---: |"]
+    lines += [f"| `{name}` | {100 * n / total:.1f}% |" for name, n in own.most_common(top)]
     return "\n".join(lines)
 
 
