@@ -103,15 +103,21 @@ async def run_load(
     concurrency: int,
     check: Callable[[int, bytes], str | None],
     max_seconds: float,
+    ramp_seconds: float = 0.0,
 ) -> LoadResult:
     """Send every request (or stop after `max_seconds`), `concurrency` at a time. `check` names
-    what is wrong with an answer, or returns None when it is the expected one."""
+    what is wrong with an answer, or returns None when it is the expected one.
+
+    The connections start one after another over `ramp_seconds`. Started together against a
+    server with a fixed delay they would stay in lockstep, every answer arriving in waves of
+    `concurrency` at once; real calls arrive spread out."""
     pending = deque(requests)
     result = LoadResult()
     connections = [await _connect(host, port) for _ in range(concurrency)]
     stop_at = time.perf_counter() + max_seconds
 
-    async def worker(connection: _Connection) -> None:
+    async def worker(connection: _Connection, start_after: float) -> None:
+        await asyncio.sleep(start_after)
         while pending and time.perf_counter() < stop_at:
             raw = pending.popleft()
             started = time.perf_counter()
@@ -129,6 +135,7 @@ async def run_load(
         connection.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(connection) for connection in connections))
+    step = ramp_seconds / concurrency
+    await asyncio.gather(*(worker(c, n * step) for n, c in enumerate(connections)))
     result.elapsed = time.perf_counter() - started
     return result

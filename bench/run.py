@@ -276,9 +276,14 @@ class Pair:
 
 
 def load(
-    port: int, requests: list[bytes], concurrency: int, check: Check, seconds: float
+    port: int,
+    requests: list[bytes],
+    concurrency: int,
+    check: Check,
+    seconds: float,
+    ramp: float = 0.0,
 ) -> LoadResult:
-    return uvloop.run(run_load(HOST, port, requests, concurrency, check, seconds))
+    return uvloop.run(run_load(HOST, port, requests, concurrency, check, seconds, ramp))
 
 
 def measure_pair(
@@ -286,19 +291,15 @@ def measure_pair(
 ) -> Pair:
     http_get(standin, f"/_delay/{delay_ms:g}", method="POST")
     warm = min(args.requests, 4 * args.concurrency)
-    load(standin, ultravox_requests(standin, warm), args.concurrency, created, args.max_seconds)
-    direct = load(
-        standin,
-        ultravox_requests(standin, args.requests),
-        args.concurrency,
-        created,
-        args.max_seconds,
-    )
-    load(port, twilio_webhooks(port, warm), args.concurrency, answered, args.max_seconds)
+    ramp, seconds, concurrency = delay_ms / 1000, args.max_seconds, args.concurrency
+    load(standin, ultravox_requests(standin, warm), concurrency, created, seconds, ramp)
+    direct_requests = ultravox_requests(standin, args.requests)
+    direct = load(standin, direct_requests, concurrency, created, seconds, ramp)
+    load(port, twilio_webhooks(port, warm), concurrency, answered, seconds, ramp)
     webhooks = twilio_webhooks(port, args.requests)
     before = json.loads(http_get(standin, "/_stats")[1])
     cpu_before, wait_before = cpu_seconds(pid), cpu_wait_seconds(pid)
-    service = load(port, webhooks, args.concurrency, answered, args.max_seconds)
+    service = load(port, webhooks, concurrency, answered, seconds, ramp)
     cpu_used = cpu_seconds(pid) - cpu_before
     cpu_waited = cpu_wait_seconds(pid) - wait_before
     after = json.loads(http_get(standin, "/_stats")[1])
@@ -314,7 +315,7 @@ def measure_pair(
     )
 
 
-def profile(pid: int, port: int, args: argparse.Namespace, out: Path) -> str:
+def profile(pid: int, port: int, args: argparse.Namespace, out: Path, delay_ms: float) -> str:
     """Sample the service with py-spy during one more run at the last stand-in delay; the top
     functions as text."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -340,7 +341,8 @@ def profile(pid: int, port: int, args: argparse.Namespace, out: Path) -> str:
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1.0)  # py-spy attaches
-    load(port, twilio_webhooks(port, args.requests), args.concurrency, answered, args.max_seconds)
+    webhooks = twilio_webhooks(port, args.requests)
+    load(port, webhooks, args.concurrency, answered, args.max_seconds, delay_ms / 1000)
     sampler.send_signal(signal.SIGINT)
     try:
         sampler.wait(timeout=20)
@@ -579,7 +581,9 @@ def main(argv: list[str]) -> int:
                 ]
                 memory["after"] = rss_mb(service.pid)
                 events = log_events(cwd / "service.log")
-                profile_text = profile(service.pid, port, args, cwd) if args.profile else None
+                profile_text = (
+                    profile(service.pid, port, args, cwd, delays[-1]) if args.profile else None
+                )
     text = report(
         args,
         layout,
