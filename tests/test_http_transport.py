@@ -38,12 +38,13 @@ async def test_concurrent_requests_go_to_the_least_busy_pools_and_get_their_answ
     assert transport._in_flight == [0, 0, 0, 0]
 
 
-def test_pools_share_the_limits() -> None:
+def test_pools_share_the_limits_and_one_tls_context() -> None:
     transport = PooledTransport(httpx.Limits(max_connections=200, max_keepalive_connections=50))
     pools = transport._pools
     assert len(pools) == 8
     assert {pool._pool._max_connections for pool in pools} == {25}
     assert {pool._pool._max_keepalive_connections for pool in pools} == {7}
+    assert len({id(pool._pool._ssl_context) for pool in pools}) == 1
 
 
 def test_at_least_one_pool() -> None:
