@@ -18,10 +18,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import uvloop
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from run import HOST, free_port, wait_for_port
+from processes import HOST, free_port, wait_for_port
 
 from app.http_transport import PooledTransport
 

@@ -13,34 +13,46 @@ process start to the first /readyz 200; memory is the worker's resident set from
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import platform
 import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import uvloop  # installed with uvicorn[standard], as the service uses it too
 from load import LoadResult, run_load
-from twilio.request_validator import RequestValidator
+from processes import (
+    HOST,
+    Layout,
+    cpu_seconds,
+    cpu_wait_seconds,
+    free_port,
+    http_get,
+    pin,
+    rss_mb,
+    service_command,
+    started,
+    wait_for_port,
+    wait_ready,
+)
+from sampling import profile
+from webhooks import (
+    TWILIO_TOKEN,
+    ULTRAVOX_KEY,
+    answered,
+    created,
+    twilio_webhooks,
+    ultravox_requests,
+)
 
-HOST = "127.0.0.1"
 EVENT_NAME = re.compile(r"^[a-z_]+(\.[a-z_]+)*$")
-TWILIO_TOKEN = "bench-twilio-token"
-ULTRAVOX_KEY = "bench-ultravox-key"
 BENCH_DIR = Path(__file__).resolve().parent
 
 Check = Callable[[int, bytes], str | None]
@@ -50,122 +62,6 @@ TARGET_ADDED_P99_MS = 10.0
 TARGET_THROUGHPUT = 1000.0
 TARGET_STARTUP_S = 1.0
 TARGET_RSS_MB = 80.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
-    try:
-        connection.request(method, path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Poll /readyz every 2 ms until it answers 200."""
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the service exited with {process.returncode} before it was ready")
-        with contextlib.suppress(OSError):
-            if http_get(port, "/readyz")[0] == 200:
-                return
-        time.sleep(0.002)
-    raise SystemExit(f"no /readyz 200 on port {port} within {timeout:g}s")
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used (user + system, all threads): unlike wall-clock rates it
-    barely changes when other programs share the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_wait_seconds(pid: int) -> float:
-    """Time the process's threads were ready to run but waited for a CPU (/proc schedstat):
-    what other programs on a shared machine add to the service's latency."""
-    waited = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            waited += int((task / "schedstat").read_text().split()[1])
-    return waited / 1e9
-
-
-def pin(cpus: set[int] | None) -> None:
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
-@dataclass
-class Layout:
-    """Which CPUs the service and the rest (stand-in, load generator) run on."""
-
-    service: set[int] | None
-    others: set[int] | None
-
-    @classmethod
-    def choose(cls, pinning: bool) -> "Layout":
-        cpus = sorted(os.sched_getaffinity(0))
-        if not pinning or len(cpus) < 2:
-            return cls(None, None)
-        return cls({cpus[0]}, set(cpus[1:]))
-
-    def describe(self) -> str:
-        if self.service is None:
-            return "not pinned"
-        others = sorted(self.others or set())
-        return f"service pinned to CPU {sorted(self.service)}, stand-in and load to {others}"
-
-
-@contextlib.contextmanager
-def started(
-    command: list[str], env: dict[str, str], cwd: Path, log: Path, cpus: set[int] | None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process, stopped (TERM, then KILL) however the block ends."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: pin(cpus)) if cpus else None,
-        )
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def service_command() -> list[str]:
-    script = Path(sys.executable).parent / "ultravox-bridge"
-    found = str(script) if script.exists() else shutil.which("ultravox-bridge")
-    if found is None:
-        raise SystemExit("ultravox-bridge is not installed: run `make test` first (creates .venv)")
-    return [found, "serve"]
 
 
 def service_env(port: int, standin_port: int) -> dict[str, str]:
@@ -184,70 +80,6 @@ def service_env(port: int, standin_port: int) -> dict[str, str]:
 
 
 # --- requests --------------------------------------------------------------------------------
-
-
-def twilio_webhooks(port: int, count: int) -> list[bytes]:
-    """Distinct inbound-call webhooks, each signed as Twilio signs it."""
-    validator = RequestValidator(TWILIO_TOKEN)
-    url = f"http://{HOST}:{port}/twilio/incoming"
-    webhooks = []
-    for _ in range(count):
-        fields = {
-            "AccountSid": "AC0123456789abcdef0123456789abcdef",
-            "ApiVersion": "2010-04-01",
-            "CallSid": "CA" + uuid.uuid4().hex,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "From": "+15005550006",
-            "To": "+15005550001",
-        }
-        body = urlencode(fields).encode()
-        head = (
-            f"POST /twilio/incoming HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"X-Twilio-Signature: {validator.compute_signature(url, fields)}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        webhooks.append(head.encode() + body)
-    return webhooks
-
-
-def ultravox_requests(port: int, count: int) -> list[bytes]:
-    """Call creations like the ones the service sends, for timing the stand-in alone."""
-    requests = []
-    for _ in range(count):
-        body = json.dumps(
-            {
-                "systemPrompt": "You are a friendly voice assistant answering a phone call.",
-                "medium": {"twilio": {}},
-                "firstSpeakerSettings": {"agent": {}},
-                "metadata": {
-                    "provider": "twilio",
-                    "providerCallId": "CA" + uuid.uuid4().hex,
-                    "callerNumber": "+15005550006",
-                    "calledNumber": "+15005550001",
-                },
-            }
-        ).encode()
-        head = (
-            f"POST /api/calls HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {ULTRAVOX_KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        requests.append(head.encode() + body)
-    return requests
-
-
-def answered(status: int, body: bytes) -> str | None:
-    if status != 200:
-        return f"status {status}"
-    return None if b"<Stream" in body else "fallback instead of a stream"
-
-
-def created(status: int, body: bytes) -> str | None:
-    return None if status == 201 else f"status {status}"
-
-
-# --- the run ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -313,100 +145,6 @@ def measure_pair(
         cpu_used,
         cpu_waited,
     )
-
-
-def profile(pid: int, port: int, args: argparse.Namespace, out: Path, delay_ms: float) -> str:
-    """Sample the service with py-spy during one more run at the last stand-in delay; the top
-    functions as text."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        return "py-spy is not installed (`.venv/bin/pip install py-spy`)"
-    raw = out / "profile.txt"
-    sampler = subprocess.Popen(
-        # --gil: only the thread running Python counts, not the idle thread-pool workers.
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--gil",
-            "--rate",
-            "500",
-            "--format",
-            "raw",
-            "-o",
-            str(raw),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)  # py-spy attaches
-    webhooks = twilio_webhooks(port, args.requests)
-    load(port, webhooks, args.concurrency, answered, args.max_seconds, delay_ms / 1000)
-    sampler.send_signal(signal.SIGINT)
-    try:
-        sampler.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        sampler.kill()
-        sampler.wait()
-    if not raw.exists():
-        return "py-spy could not attach (it needs ptrace permission)"
-    if args.profile_out:
-        shutil.copyfile(raw, args.profile_out)
-    return summarise_profile(raw.read_text())
-
-
-# Stages of a webhook, each named by the function that does it (the frame's text in py-spy's
-# stacks); a stage's share counts every sample with that function on the stack.
-STAGES = (
-    ("Whole webhook handler (app/api/webhooks.py:incoming)", "webhooks.py:incoming"),
-    ("Read the request (webhook_request)", "webhooks.py:webhook_request"),
-    ("Check the signature (ProviderAdapter.check)", "ProviderAdapter.check"),
-    ("Create the Ultravox call (UltravoxClient._create)", "UltravoxClient._create"),
-    ("... of which httpcore's pool bookkeeping", "_assign_requests_to_connections"),
-    ("Build the answer XML (stream_answer)", "stream_answer"),
-    ("Log lines (logging)", "logging/__init__.py:Logger."),
-)
-
-
-def summarise_profile(collapsed: str, top: int = 15) -> str:
-    """From py-spy's collapsed stacks: each stage's share of the samples, and the functions
-    with the most samples of their own."""
-    own: Counter[str] = Counter()
-    stages: Counter[str] = Counter()
-    total = 0
-    for line in collapsed.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        frames = [name for name in map(_frame_name, stack.split(";")) if name]
-        if not frames:
-            continue
-        count = int(count_text)
-        total += count
-        own[frames[-1]] += count
-        for label, marker in STAGES:
-            if any(marker in frame for frame in frames):
-                stages[label] += count
-    if not total:
-        return "py-spy recorded no samples"
-    lines = [f"{total} samples of the thread holding the GIL.", ""]
-    lines += ["| Stage | Share of the samples |", "| --- | ---: |"]
-    lines += [f"| {label} | {100 * stages[label] / total:.1f}% |" for label, _ in STAGES]
-    lines += ["", "| Function (own time) | Share of the samples |", "| --- | ---: |"]
-    lines += [f"| `{name}` | {100 * n / total:.1f}% |" for name, n in own.most_common(top)]
-    return "\n".join(lines)
-
-
-def _frame_name(frame: str) -> str:
-    """`func (path/to/module.py:12)` -> `module.py:func`, shortest path that says where."""
-    name, _, location = frame.partition(" (")
-    path = location.rstrip(")").rsplit(":", 1)[0]
-    if "site-packages/" in path:
-        path = path.split("site-packages/", 1)[1]
-    elif "/app/" in path:
-        path = "app/" + path.split("/app/", 1)[1]
-    elif "/lib/python" in path:
-        path = path.split("/lib/python", 1)[1].split("/", 1)[-1]
-    return f"{path}:{name}" if path else name
 
 
 def log_events(log: Path) -> str:
@@ -581,9 +319,17 @@ def main(argv: list[str]) -> int:
                 ]
                 memory["after"] = rss_mb(service.pid)
                 events = log_events(cwd / "service.log")
-                profile_text = (
-                    profile(service.pid, port, args, cwd, delays[-1]) if args.profile else None
-                )
+                profile_text = None
+                if args.profile:
+                    webhooks = twilio_webhooks(port, args.requests)
+                    ramp = delays[-1] / 1000
+
+                    def drive() -> LoadResult:
+                        return load(
+                            port, webhooks, args.concurrency, answered, args.max_seconds, ramp
+                        )
+
+                    profile_text = profile(service.pid, drive, cwd, args.profile_out)
     text = report(
         args,
         layout,
@@ -602,17 +348,6 @@ def main(argv: list[str]) -> int:
     if failed:
         print(f"\n{failed} request(s) did not get the expected answer", file=sys.stderr)
     return 1 if failed else 0
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the stand-in exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return
-        time.sleep(0.01)
-    raise SystemExit(f"the stand-in did not listen on port {port} within {timeout:g}s")
 
 
 if __name__ == "__main__":
