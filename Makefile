@@ -24,3 +24,8 @@ lint: $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The speed benchmark (about a minute); docs/benchmarks.md explains its output.
+.PHONY: bench
+bench: $(INSTALLED)
+	$(PY) bench/run.py

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import websockets
@@ -145,7 +146,7 @@ class FakeVonage(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        transport.write(
+        transport.write(  # type: ignore[attr-defined]
             f"GET /{self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
@@ -227,7 +228,9 @@ async def caller_audio(calls: list[FakeVonage], stop: asyncio.Event) -> None:
         await asyncio.sleep(max(0.0, started + k * FRAME_SECONDS - time.monotonic()))
 
 
-async def run_level(calls: int, duration: float, warmup: float, app_port: int, app_pid: int):
+async def run_level(
+    calls: int, duration: float, warmup: float, app_port: int, app_pid: int
+) -> dict[str, Any]:
     stop = asyncio.Event()
     rss_before = proc_rss_bytes(app_pid)
     live: list[FakeVonage] = []
@@ -255,13 +258,13 @@ async def run_level(calls: int, duration: float, warmup: float, app_port: int, a
             if call.transport is not None:
                 call.transport.close()
     stats = [CallStats(call.arrivals) for call in live]
-    failures = [r for r in results if isinstance(r, BaseException)]
-    failures += [call for call in live if len(call.arrivals) == 0]
+    failures = sum(isinstance(r, BaseException) for r in results)
+    failures += sum(len(call.arrivals) == 0 for call in live)
     window_start = wall_start
     errors: list[float] = []
     frames = 0
-    for call in stats:
-        measured = [at for at in call.arrivals if window_start <= at <= window_start + wall]
+    for call_stats in stats:
+        measured = [at for at in call_stats.arrivals if window_start <= at <= window_start + wall]
         frames += len(measured)
         if len(measured) > 10:
             errors.extend(grid_errors_ms(measured))
@@ -280,7 +283,7 @@ async def run_level(calls: int, duration: float, warmup: float, app_port: int, a
         "lateness_p50_ms": lateness_quantile(metrics_start, metrics_end, 0.50),
         "lateness_p99_ms": lateness_quantile(metrics_start, metrics_end, 0.99),
         "calls": calls,
-        "failed": len(failures),
+        "failed": failures,
         "cpu_percent": cpu_percent,
         "cpu_percent_per_call": cpu_percent / calls,
         "rss_mib_per_call": (rss_during - rss_before) / calls / 2**20,

@@ -18,7 +18,7 @@ def main() -> None:
         "app.main:app",
         host="127.0.0.1",
         port=app_port,
-        ws=ws,  # type: ignore[arg-type]
+        ws=ws,
         log_level="warning",
         access_log=False,
     )

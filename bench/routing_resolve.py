@@ -7,6 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from app.providers.base import InboundCall
 from app.routing import load_routing_table
 from app.settings import Settings
@@ -41,7 +43,7 @@ def per_call_microseconds(table: object, call: InboundCall) -> float:
 
 
 def main() -> None:
-    settings = Settings(_env_file=None, ultravox_api_key="bench")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, ultravox_api_key=SecretStr("bench"))  # type: ignore[call-arg]
     print("| routes | load ms | resolve hit µs | resolve miss (default) µs |")
     print("| ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as directory:

@@ -8,12 +8,14 @@ from app.bridge import Bridge
 from app.settings import Settings
 
 
-def get_bridge(request: Request) -> Bridge:
+# `async def`: FastAPI runs a plain `def` dependency in a worker thread, two thread hops per
+# webhook for what is an attribute read.
+async def get_bridge(request: Request) -> Bridge:
     bridge: Bridge = request.app.state.bridge
     return bridge
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
