@@ -18,7 +18,7 @@ from app.providers import build_adapters, build_media_endpoints
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
-from app.store import MemoryStore, RedisStore, Store
+from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
@@ -80,6 +80,8 @@ def build_store(settings: Settings) -> Store:
     """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
     if settings.redis_url is None:
         return MemoryStore()
+    from app.redis_store import RedisStore  # the client costs memory a single replica never uses
+
     return RedisStore(
         settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
     )

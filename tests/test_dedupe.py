@@ -10,8 +10,8 @@ import pytest
 import respx
 from prometheus_client import REGISTRY
 
+from app.redis_store import RedisStore
 from app.settings import ConfigError, Settings, load_settings
-from app.store import RedisStore
 from tests.conftest import (
     API_KEY,
     JOIN_URL,

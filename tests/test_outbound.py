@@ -150,6 +150,8 @@ async def start() -> None:
             "outbound": app.state.outbound is not None,
             "telnyx": "telnyx" in sys.modules,
             "twilio.rest": "twilio.rest" in sys.modules,
+            "plivo": "plivo" in sys.modules,
+            "redis": "redis" in sys.modules,
         }))
 
 asyncio.run(start())
@@ -174,6 +176,20 @@ def test_inbound_only_start_up_loads_no_dialing_sdk() -> None:
         "outbound": False,
         "telnyx": False,
         "twilio.rest": False,
+        "plivo": False,
+        "redis": False,
+    }
+
+
+def test_the_plivo_sdk_and_redis_client_load_only_when_used() -> None:
+    # The plivo SDK (XML builders, signature check) costs about 11 MiB and the Redis client 6 MiB.
+    values = {"plivo_auth_token": "t", "redis_url": "redis://127.0.0.1:1/0"}
+    assert started(values) == {
+        "outbound": False,
+        "telnyx": False,
+        "twilio.rest": False,
+        "plivo": True,
+        "redis": True,
     }
 
 
@@ -185,4 +201,10 @@ def test_outbound_start_up_loads_the_configured_providers_sdks() -> None:
         "twilio_auth_token": "t",
         "twilio_account_sid": "AC" + "0" * 32,
     }
-    assert started(values) == {"outbound": True, "telnyx": True, "twilio.rest": True}
+    assert started(values) == {
+        "outbound": True,
+        "telnyx": True,
+        "twilio.rest": True,
+        "plivo": False,
+        "redis": False,
+    }

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from app.store import MemoryStore, RedisStore, StoreError
+from app.redis_store import RedisStore
+from app.store import MemoryStore, StoreError
 from tests.redis_server import RedisServer, free_port
 
 

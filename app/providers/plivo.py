@@ -1,10 +1,8 @@
 """Plivo: answer-URL requests signed with Signature V3 (HMAC-SHA256 with a nonce), answered
 with Plivo XML built by the plivo SDK."""
 
+from types import ModuleType
 from typing import Any
-
-from plivo import plivoxml
-from plivo.utils.signature_v3 import validate_v3_signature
 
 from app.providers.base import (
     Answer,
@@ -22,7 +20,27 @@ from app.ultravox import UltravoxCall
 PLIVO_XML = "application/xml"
 
 
-def _plivo_xml(response: plivoxml.ResponseElement) -> Answer:
+def _builders() -> ModuleType:
+    """The plivo SDK's XML builders. Importing the SDK loads its REST client too (about 11 MiB of
+    memory), so it is imported only by a service that serves Plivo."""
+    from plivo import plivoxml
+
+    builders: ModuleType = plivoxml
+    return builders
+
+
+def _signed_by(token: str, request: WebhookRequest, nonce: str, signature: str) -> bool:
+    """Whether `signature` (the header, possibly several comma-separated) is Plivo's V3 signature
+    of `request` with `token`, as the plivo SDK computes it."""
+    from plivo.utils.signature_v3 import validate_v3_signature
+
+    method = "POST" if request.method == "POST" else "GET"
+    # The SDK updates the dict it is given with the URL's query: give each call its own.
+    params = _signed_params(request) if method == "POST" else {}
+    return bool(validate_v3_signature(method, request.url, nonce, token, signature, params))
+
+
+def _plivo_xml(response: Any) -> Answer:
     return Answer(response.to_string(False).encode(), PLIVO_XML)
 
 
@@ -45,6 +63,8 @@ class PlivoAdapter(ProviderAdapter):
         super().__init__(settings)
         self._tokens = [token.get_secret_value() for token in settings.plivo_auth_token]
         self._content_type = settings.plivo_stream_content_type
+        if self.ready:
+            _builders()  # at start-up, so that no caller waits for the SDK's import
 
     @property
     def has_secrets(self) -> bool:
@@ -55,12 +75,8 @@ class PlivoAdapter(ProviderAdapter):
         nonce = request.headers.get("x-plivo-signature-v3-nonce")
         if not signature or not nonce:
             raise SignatureError("missing X-Plivo-Signature-V3 or its nonce")
-        method = "POST" if request.method == "POST" else "GET"
-        for token in self._tokens:
-            # The SDK updates the dict it is given with the URL's query: give each call its own.
-            params = _signed_params(request) if method == "POST" else {}
-            if validate_v3_signature(method, request.url, nonce, token, signature, params):
-                return
+        if any(_signed_by(token, request, nonce, signature) for token in self._tokens):
+            return
         raise SignatureError("X-Plivo-Signature-V3 does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
@@ -70,6 +86,7 @@ class PlivoAdapter(ProviderAdapter):
         return {"plivo": {}}
 
     async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
+        plivoxml = _builders()
         response = plivoxml.ResponseElement()
         response.add(
             plivoxml.StreamElement(
@@ -82,6 +99,7 @@ class PlivoAdapter(ProviderAdapter):
         return _plivo_xml(response)
 
     def fallback_answer(self, plan: FallbackPlan) -> Answer:
+        plivoxml = _builders()
         response = plivoxml.ResponseElement()
         response.add(plivoxml.SpeakElement(plan.message))
         if plan.dial_number:
@@ -93,6 +111,7 @@ class PlivoAdapter(ProviderAdapter):
         return _plivo_xml(response)
 
     def reject_answer(self) -> Answer:
+        plivoxml = _builders()
         response = plivoxml.ResponseElement()
         response.add(plivoxml.HangupElement(reason="rejected"))
         return _plivo_xml(response)

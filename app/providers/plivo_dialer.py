@@ -5,10 +5,6 @@ run on the outbound executor."""
 from concurrent.futures import Executor
 from typing import Any
 
-import plivo
-from plivo import exceptions
-from requests import RequestException
-
 from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
@@ -27,6 +23,8 @@ class PlivoDialer(Dialer):
 
     def __init__(self, settings: Settings, executor: Executor) -> None:
         super().__init__(settings, executor)
+        import plivo  # only when outbound calling is configured: the SDK loads requests too
+
         auth_id = settings.plivo_auth_id or ""
         auth_token = settings.plivo_auth_token[0].get_secret_value()
 
@@ -53,6 +51,9 @@ class PlivoDialer(Dialer):
         return await self.run_blocking(lambda: self._create(call, answer_url))
 
     def _create(self, call: OutboundCall, answer_url: str) -> Dialed:
+        from plivo import exceptions
+        from requests import RequestException
+
         try:
             created = self._clients.get().calls.create(
                 from_=call.from_number.lstrip("+"),

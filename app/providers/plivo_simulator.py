@@ -8,8 +8,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import ClassVar
 
-from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
-
 from app.providers.simulator import (
     AnswerKind,
     AnswerReading,
@@ -52,6 +50,10 @@ class PlivoSimulator(Simulator):
     def sign(
         self, method: HttpMethod, url: str, params: Mapping[str, str], body: bytes
     ) -> dict[str, str]:
+        # Imported here: the SDK loads its REST client too, which `ultravox-bridge serve` (the
+        # same command) must not pay for.
+        from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
+
         nonce = str(secrets.randbelow(10**20)).zfill(20)
         # The SDK's builders update the dict they are given: hand them copies.
         base = (
