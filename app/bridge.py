@@ -82,6 +82,16 @@ class Bridge:
         """Answer a provider's fallback-URL request without calling Ultravox."""
         return await self._handle(provider, request, self._answer_fallback)
 
+    def refused(self, provider: str, method: str, exc: WebhookError, started: float) -> None:
+        """Count and log a webhook refused before it reached the bridge (its body too large)."""
+        if provider in self.adapters:  # an unknown name must not become a metric label
+            self._log_refusal({"provider": provider, "method": method}, exc, started)
+
+    def _log_refusal(self, fields: dict[str, Any], exc: WebhookError, started: float) -> None:
+        fields.update(outcome=_refusal(exc), status=exc.status_code, reason=str(exc))
+        fields["latency_ms"] = _count(fields["provider"], fields["outcome"], started)
+        logger.warning("webhook.refused", extra={"fields": fields})
+
     async def _handle(self, provider: str, request: WebhookRequest, answer: "OutcomeFor") -> Answer:
         started = time.perf_counter()
         adapter = self.adapter(provider)
@@ -91,9 +101,7 @@ class Bridge:
                 adapter.check(request)
                 outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
-            fields.update(outcome=_refusal(exc), status=exc.status_code, reason=str(exc))
-            fields["latency_ms"] = _count(provider, fields["outcome"], started)
-            logger.warning("webhook.refused", extra={"fields": fields})
+            self._log_refusal(fields, exc, started)
             raise
         fields.update(outcome=outcome.outcome, route=outcome.route)
         if outcome.ultravox_call_id:
@@ -119,6 +127,7 @@ class Bridge:
             created = await self.dedupe.create_once(
                 call.provider, call.call_id, lambda: self._create(adapter, target, call)
             )
+            answer = await adapter.stream_answer(call, created.call)
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,
@@ -126,7 +135,11 @@ class Bridge:
                 reason=str(exc)[:300],
             )
             return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
-        answer = await adapter.stream_answer(call, created.call)
+        except Exception as exc:
+            # A store outage while answering, or a bug: the caller still hears the fallback.
+            fields.update(error=type(exc).__name__, reason=str(exc)[:300])
+            logger.exception("webhook.internal_error", extra={"fields": dict(fields)})
+            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
         outcome = "duplicate" if created.duplicate else "answered"
         return Outcome(answer, outcome, route.name, created.call.call_id)
 

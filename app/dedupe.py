@@ -147,7 +147,7 @@ class CallDeduplicator:
     ) -> UltravoxCall:
         try:
             call = await create()
-        except UltravoxError:
+        except Exception:
             # Kept for the lease only: long enough for the repeats now waiting to see it.
             await self._record(key, _FAILED, self._lease_seconds)
             raise

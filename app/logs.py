@@ -64,6 +64,19 @@ class EventFormatter(logging.Formatter):
         return text
 
 
+class HideQueryStrings(logging.Filter):
+    """uvicorn logs each WebSocket handshake with its path and query string, and a media
+    socket's query may carry a PBX's token and phone numbers: keep the path only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
 def configure_logging(level: str, *, mask_numbers: bool, as_json: bool | None = None) -> None:
     """Install the event formatter on the root logger (and uvicorn's, so all lines match)."""
     if as_json is None:
@@ -77,6 +90,7 @@ def configure_logging(level: str, *, mask_numbers: bool, as_json: bool | None = 
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers[:] = []
         uvicorn_logger.propagate = True
+        uvicorn_logger.filters[:] = [HideQueryStrings()]
     # One line per webhook comes from the bridge; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ ringing) -> the provider's dialer places the call, streaming to the joinUrl once
 When the provider refuses, the waiting Ultravox call is deleted at once rather than left until
 its joinTimeout."""
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,7 +26,7 @@ from app.providers.base import InboundCall
 from app.providers.dialing import Dialer, DialRefused, DialUncertain, OutboundCall
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
-from app.store import Store
+from app.store import Store, StoreError
 from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
 
 logger = logging.getLogger("app.outbound")
@@ -76,6 +77,13 @@ class UltravoxBusy(UltravoxCallFailed):
     status_code = 503
 
 
+class PendingCallNotKept(OutboundError):
+    """The shared store could not keep the call's answer for a provider that fetches it later;
+    nothing was dialled and the Ultravox call was ended. Trying again can work."""
+
+    status_code = 503
+
+
 class ProviderRefused(OutboundError):
     """The provider refused the call; the Ultravox call was ended."""
 
@@ -98,7 +106,7 @@ class OutboundCallRequest(BaseModel):
     to: str
     from_: str | None = Field(default=None, alias="from")
     route: str | None = Field(default=None, min_length=1)
-    agent_id: str | None = Field(default=None, alias="agentId", min_length=1)
+    agent_id: str | None = Field(default=None, alias="agentId", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     template_context: dict[str, Any] = Field(default_factory=dict, alias="templateContext")
     metadata: dict[str, str] = Field(default_factory=dict)
 
@@ -283,7 +291,17 @@ class OutboundCalls:
         }
         created = await self._create(bridge, target, body, fields)
         fields["ultravox_call_id"] = created.call_id
-        answer_url, key = await self._pending_answer(dialer, created, store)
+        try:
+            answer_url, key = await self._pending_answer(dialer, created, store)
+        except StoreError as exc:
+            ended = await self._end(bridge, created.call_id)
+            fields.update(reason=str(exc), ended=ended)
+            logger.warning("outbound.store_unavailable", extra={"fields": fields})
+            raise PendingCallNotKept(
+                f"the shared store cannot keep the call for {request.provider}: {exc}",
+                ultravoxCallId=created.call_id,
+                ultravoxCallEnded=ended,
+            ) from exc
         outbound = OutboundCall(
             to_number=request.to,
             from_number=from_number,
@@ -295,7 +313,8 @@ class OutboundCalls:
             dialed = await dialer.dial(outbound)
         except DialRefused as exc:
             if key is not None:
-                await store.take(key)
+                with contextlib.suppress(StoreError):  # it expires with the joinTimeout anyway
+                    await store.take(key)
             ended = await self._end(bridge, created.call_id)
             fields.update(reason=exc.message, provider_status=exc.status_code, ended=ended)
             logger.warning("outbound.refused", extra={"fields": fields})

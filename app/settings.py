@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("asterisk_token")
+    @field_validator("asterisk_token", "bridge_api_tokens")
     @classmethod
     def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
         if any(len(token.get_secret_value()) < 16 for token in tokens):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -149,7 +150,8 @@ class UltravoxClient:
 
     async def create_agent_call(self, agent_id: str, body: dict[str, Any]) -> UltravoxCall:
         """Start a call from a saved agent (`POST /agents/{agent_id}/calls`)."""
-        return await self._create(f"/agents/{agent_id}/calls", body)
+        # Quoted: an id is one path segment, whatever a routes file or API client put in it.
+        return await self._create(f"/agents/{quote(agent_id, safe='')}/calls", body)
 
     async def delete_call(self, call_id: str) -> None:
         """End and delete a call (`DELETE /calls/{call_id}`), such as one nobody will join.

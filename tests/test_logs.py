@@ -111,3 +111,38 @@ async def test_unsafe_request_id_is_replaced() -> None:
 
     assert response.headers["x-request-id"] != 'bad id"\\'
     assert len(response.headers["x-request-id"]) == 32
+
+
+def test_uvicorn_handshake_lines_lose_their_query_string() -> None:
+    from app.logs import HideQueryStrings
+
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    # What uvicorn's WebSocket protocol logs for each handshake.
+    record = uvicorn_logger.makeRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/asterisk/media?from=%2B15005550006&token=a-secret-token-0123456789"),
+        None,
+    )
+    assert HideQueryStrings().filter(record) is True
+    assert record.getMessage() == '127.0.0.1:5000 - "WebSocket /asterisk/media" [accepted]'
+
+
+def test_uvicorn_logger_the_filter_on_uvicorn_loggers() -> None:
+    from app.logs import HideQueryStrings, configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", mask_numbers=True, as_json=True)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            [installed] = logging.getLogger(name).filters
+            assert isinstance(installed, HideQueryStrings)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).filters[:] = []

@@ -128,11 +128,18 @@ def test_invalid_outbound_settings_are_named(overrides: dict[str, str], message:
     assert message in str(caught.value)
 
 
+def test_short_api_tokens_are_refused() -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_API_TOKENS: each token must be at least 16"):
+        load_settings(_env_file=None, ultravox_api_key="k", bridge_api_tokens="secret")
+
+
 def test_api_tokens_are_comma_separated() -> None:
-    settings = make_settings(bridge_api_tokens=" first , second ,")
+    settings = make_settings(
+        bridge_api_tokens=" first-token-0123456789 , second-token-0123456789 ,"
+    )
     assert [token.get_secret_value() for token in settings.bridge_api_tokens] == [
-        "first",
-        "second",
+        "first-token-0123456789",
+        "second-token-0123456789",
     ]
 
 
@@ -195,7 +202,7 @@ def test_the_plivo_sdk_and_redis_client_load_only_when_used() -> None:
 
 def test_outbound_start_up_loads_the_configured_providers_sdks() -> None:
     values = {
-        "bridge_api_tokens": "token",
+        "bridge_api_tokens": "outbound-token-0123456789",
         "telnyx_api_key": "KEY",
         "telnyx_connection_id": "1",
         "twilio_auth_token": "t",

@@ -170,3 +170,9 @@ async def test_unreachable_ultravox_is_a_connection_error_after_retries(
     api.post("/calls").side_effect = httpx.ConnectError("refused")
     with pytest.raises(UltravoxConnectionError):
         await (await make_client(Sleeps(), deadline=0.05)).create_call({})
+
+
+async def test_agent_id_stays_one_path_segment(api: respx.MockRouter) -> None:
+    route = api.post(path__regex=r".*").respond(201, json=CREATED)
+    await (await make_client(Sleeps())).create_agent_call("../calls?x=", {})
+    assert route.calls.last.request.url.raw_path == b"/api/agents/..%2Fcalls%3Fx%3D/calls"

@@ -2,7 +2,6 @@
 `/{provider}/outbound/{reference}` answers a provider that fetches the call's instructions once
 the callee picks up."""
 
-import hmac
 import logging
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import read_body, webhook_request
+from app.auth import matches_any
 from app.outbound import (
     OutboundCallRequest,
     OutboundCalls,
@@ -20,7 +20,7 @@ from app.outbound import (
     pending_key,
 )
 from app.providers.base import WebhookError
-from app.store import Store
+from app.store import Store, StoreError
 from app.ultravox import UltravoxCall
 
 logger = logging.getLogger("app.outbound")
@@ -38,7 +38,7 @@ class APIError(Exception):
         self.headers = headers
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
@@ -57,11 +57,8 @@ def authorize(request: Request, settings: SettingsDep) -> OutboundCalls:
         )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     presented = given.strip().encode() if scheme.lower() == "bearer" else b""
-    # Compare with every token, without stopping at a match, so timing reveals nothing.
-    matched = False
-    for token in settings.bridge_api_tokens:
-        matched |= hmac.compare_digest(presented, token.get_secret_value().encode())
-    if not presented or not matched:
+    tokens = [token.get_secret_value().encode() for token in settings.bridge_api_tokens]
+    if not matches_any(presented, tokens):
         raise APIError(
             401,
             "a valid API token is required: send Authorization: Bearer <token>",
@@ -134,7 +131,11 @@ async def outbound_answer(
     except WebhookError as exc:
         return Response(f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
     fields = {"provider": provider, "call_id": call.call_id}
-    stored = await store.take(pending_key(provider, reference))
+    try:
+        stored = await store.take(pending_key(provider, reference))
+    except StoreError as exc:
+        fields["reason"] = str(exc)
+        stored = None
     if stored is None:
         # Expired (Ultravox has ended the call) or already answered: hang up, do not stream.
         logger.warning("outbound.answer_unknown", extra={"fields": fields})

@@ -1,11 +1,14 @@
 """Provider webhook endpoints: one code path for every provider, chosen by the URL's first part."""
 
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import BridgeDep, SettingsDep
+from app.bridge import Bridge
 from app.providers.base import Answer, WebhookError, WebhookRequest
+from app.settings import Settings
 
 router = APIRouter(tags=["webhooks"])
 
@@ -58,16 +61,31 @@ def _refusal(exc: WebhookError) -> Response:
     return Response(content=f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
 
 
+async def _serve(
+    provider: str,
+    request: Request,
+    bridge: Bridge,
+    settings: Settings,
+    answer: Callable[[str, WebhookRequest], Awaitable[Answer]],
+) -> Response:
+    started = time.perf_counter()
+    try:
+        webhook = await webhook_request(request, settings.public_base_url)
+    except WebhookError as exc:
+        bridge.refused(provider, request.method, exc, started)
+        return _refusal(exc)
+    try:
+        return _response(await answer(provider, webhook))
+    except WebhookError as exc:  # the bridge has logged and counted it
+        return _refusal(exc)
+
+
 @router.api_route("/{provider}/incoming", methods=["GET", "POST"])
 async def incoming(
     provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
 ) -> Response:
     """A provider's voice webhook for a new call: answered with a stream to an Ultravox agent."""
-    try:
-        webhook = await webhook_request(request, settings.public_base_url)
-        return _response(await bridge.incoming(provider, webhook))
-    except WebhookError as exc:
-        return _refusal(exc)
+    return await _serve(provider, request, bridge, settings, bridge.incoming)
 
 
 @router.api_route("/{provider}/fallback", methods=["GET", "POST"])
@@ -75,8 +93,4 @@ async def fallback(
     provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
 ) -> Response:
     """A provider's fallback URL: the fallback answer, without calling Ultravox."""
-    try:
-        webhook = await webhook_request(request, settings.public_base_url)
-        return _response(await bridge.fallback(provider, webhook))
-    except WebhookError as exc:
-        return _refusal(exc)
+    return await _serve(provider, request, bridge, settings, bridge.fallback)

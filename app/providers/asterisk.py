@@ -8,16 +8,15 @@ playback itself, so agent audio is handed over in whole frames as fast as it acc
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import hmac
 import json
 import logging
 
 from starlette.websockets import WebSocket
 
+from app.auth import matches_any
 from app.phone import to_e164
-from app.providers.base import InboundCall, WebhookRequest, first_values
+from app.providers.base import InboundCall, WebhookRequest, single_values
 from app.providers.media import (
     Admission,
     MediaEndpoint,
@@ -63,7 +62,10 @@ def parse_control(text: str) -> dict[str, str]:
         if not isinstance(data, dict):
             return {}
         return {key: str(value) for key, value in data.items() if not isinstance(value, dict)}
-    name, *pairs = text.split()
+    words = text.split()
+    if not words:
+        return {}
+    name, *pairs = words
     event = {"event": name}
     for pair in pairs:
         key, sep, value = pair.partition(":")
@@ -135,27 +137,25 @@ class AsteriskEndpoint(MediaEndpoint):
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # not base64, not ASCII, or not UTF-8 once decoded
                 return None
             return decoded.partition(":")[2]
         if scheme.lower() == "bearer":
             return credentials.strip()
-        return first_values(handshake.query).get("token")
+        return single_values(handshake.query).get("token")
 
     def _authenticate(self, handshake: WebhookRequest) -> None:
         if not self._tokens:
             raise SocketRefused("ASTERISK_TOKEN is not configured")
         presented = (self._presented_token(handshake) or "").encode()
-        # Compare with every token, so the time taken says nothing about which one nearly matched.
-        matches = [hmac.compare_digest(presented, token) for token in self._tokens]
-        if not presented or not any(matches):
+        if not matches_any(presented, self._tokens):
             raise SocketRefused("missing or wrong Asterisk token")
 
     async def admit(self, handshake: WebhookRequest, reference: str | None) -> Admission:
         self._authenticate(handshake)
         if reference:
             raise SocketRefused("the Asterisk media socket takes no session reference")
-        params = first_values(handshake.query)
+        params = single_values(handshake.query)
         details = {name: params[name] for name in ("call_id", "from", "to") if params.get(name)}
         return Admission(details.get("call_id", ""), details)
 

@@ -5,6 +5,7 @@ Ultravox medium it needs, and the answers it sends back (stream, fallback, rejec
 and the call logic only ever talk to this interface.
 """
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -98,19 +99,29 @@ class FallbackPlan:
     dial_number: str | None = None
 
 
-def first_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """The first value of each field, as providers send each field once."""
+def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Each field's value. Providers send each field once; a repeated one is refused, because a
+    signature check and the reading of the call could otherwise take different values."""
     values: dict[str, str] = {}
     for name, value in params:
-        values.setdefault(name, value)
+        if values.setdefault(name, value) is not value:
+            raise MalformedWebhook(f"field {name} is repeated")
     return values
 
 
 def inbound_call(
-    provider: str, params: Mapping[str, str], call_id_field: str, from_field: str, to_field: str
+    provider: str,
+    params: Mapping[str, str],
+    call_id_field: str,
+    from_field: str,
+    to_field: str,
+    call_id_form: re.Pattern[str] | None = None,
 ) -> InboundCall:
-    """The normalised call from a webhook's fields; `MalformedWebhook` if any is missing."""
+    """The normalised call from a webhook's fields; `MalformedWebhook` if any is missing, or if
+    the call id is not of the provider's form (`call_id_form`, where it is documented)."""
     call_id, from_number, to_number = require_fields(params, call_id_field, from_field, to_field)
+    if call_id_form is not None and not call_id_form.fullmatch(call_id):
+        raise MalformedWebhook(f"{call_id_field} is not a {provider} call id")
     return InboundCall(provider, call_id, to_e164(from_number), to_e164(to_number), params)
 
 

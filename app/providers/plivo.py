@@ -1,6 +1,7 @@
 """Plivo: answer-URL requests signed with Signature V3 (HMAC-SHA256 with a nonce), answered
 with Plivo XML built by the plivo SDK."""
 
+import re
 from types import ModuleType
 from typing import Any
 
@@ -11,13 +12,18 @@ from app.providers.base import (
     ProviderAdapter,
     SignatureError,
     WebhookRequest,
-    first_values,
     inbound_call,
+    single_values,
 )
 from app.settings import Settings
 from app.ultravox import UltravoxCall
 
 PLIVO_XML = "application/xml"
+# A call's UUID. Checked so that a signed request cannot be re-cut (Plivo signs names and values
+# run together) into one naming another call.
+CALL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def _builders() -> ModuleType:
@@ -32,12 +38,16 @@ def _builders() -> ModuleType:
 def _signed_by(token: str, request: WebhookRequest, nonce: str, signature: str) -> bool:
     """Whether `signature` (the header, possibly several comma-separated) is Plivo's V3 signature
     of `request` with `token`, as the plivo SDK computes it."""
+    from plivo.exceptions import ValidationError
     from plivo.utils.signature_v3 import validate_v3_signature
 
     method = "POST" if request.method == "POST" else "GET"
     # The SDK updates the dict it is given with the URL's query: give each call its own.
     params = _signed_params(request) if method == "POST" else {}
-    return bool(validate_v3_signature(method, request.url, nonce, token, signature, params))
+    try:
+        return bool(validate_v3_signature(method, request.url, nonce, token, signature, params))
+    except ValidationError:  # the SDK refuses a URL it cannot parse (an odd Host header)
+        return False
 
 
 def _plivo_xml(response: Any) -> Answer:
@@ -80,7 +90,8 @@ class PlivoAdapter(ProviderAdapter):
         raise SignatureError("X-Plivo-Signature-V3 does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
-        return inbound_call(self.name, first_values(request.params()), "CallUUID", "From", "To")
+        fields = single_values(request.params())
+        return inbound_call(self.name, fields, "CallUUID", "From", "To", CALL_UUID)
 
     def medium(self) -> dict[str, Any]:
         return {"plivo": {}}

@@ -16,8 +16,8 @@ from app.providers.base import (
     ProviderAdapter,
     SignatureError,
     WebhookRequest,
-    first_values,
     inbound_call,
+    single_values,
 )
 from app.settings import Settings
 from app.ultravox import UltravoxCall
@@ -69,7 +69,7 @@ class TelnyxAdapter(ProviderAdapter):
         raise SignatureError("telnyx-signature-ed25519 does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
-        return inbound_call(self.name, first_values(request.params()), "CallSid", "From", "To")
+        return inbound_call(self.name, single_values(request.params()), "CallSid", "From", "To")
 
     def medium(self) -> dict[str, Any]:
         return {"telnyx": {}}

@@ -1,5 +1,6 @@
 """Twilio: voice webhooks signed with HMAC over URL and parameters, answered with TwiML."""
 
+import re
 from typing import Any
 
 from starlette.datastructures import ImmutableMultiDict
@@ -13,13 +14,16 @@ from app.providers.base import (
     ProviderAdapter,
     SignatureError,
     WebhookRequest,
-    first_values,
     inbound_call,
+    single_values,
 )
 from app.settings import Settings
 from app.ultravox import UltravoxCall
 
 TWIML = "text/xml"
+# A call's SID: CA and 32 hex digits. Checked so that a signed request cannot be re-cut (Twilio
+# signs names and values run together) into one naming another call.
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
 def _twiml(response: VoiceResponse) -> Answer:
@@ -54,7 +58,8 @@ class TwilioAdapter(ProviderAdapter):
         raise SignatureError("X-Twilio-Signature does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
-        return inbound_call(self.name, first_values(request.params()), "CallSid", "From", "To")
+        fields = single_values(request.params())
+        return inbound_call(self.name, fields, "CallSid", "From", "To", CALL_SID)
 
     def medium(self) -> dict[str, Any]:
         return {"twilio": {}}

@@ -21,8 +21,8 @@ from app.providers.base import (
     ProviderNotConfigured,
     SignatureError,
     WebhookRequest,
-    first_values,
     inbound_call,
+    single_values,
 )
 from app.providers.media import (
     Admission,
@@ -64,7 +64,7 @@ def _ncco(actions: list[dict[str, Any]]) -> Answer:
 def _signed_payloads(request: WebhookRequest) -> list[bytes]:
     """The byte strings Vonage may have hashed into `payload_hash`."""
     if request.method != "POST":
-        return [_compact_json(dict(request.query))]
+        return [_compact_json(single_values(request.query))]
     payloads = [request.body]
     # A body that is not JSON is refused by parse() once the signature is checked.
     with contextlib.suppress(ValueError, UnicodeDecodeError):
@@ -155,8 +155,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         if abs(request.received_at - issued_at) > JWT_TOLERANCE_SECONDS:
             raise SignatureError("Vonage JWT iat is too old or in the future")
         claimed = claims.get("payload_hash")
-        if claimed is None and not request.body:
-            return  # a GET webhook signed without a payload hash
+        # Required for GET too: without it the JWT would vouch for any query string.
         if not isinstance(claimed, str):
             raise SignatureError("Vonage JWT lacks payload_hash")
         # Vonage hashes the payload as a JSON object without whitespace, the fields in the
@@ -188,7 +187,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
 
     def _fields(self, request: WebhookRequest) -> dict[str, str]:
         if request.method != "POST":
-            return first_values(request.query)
+            return single_values(request.query)
         # With answer_method POST, Vonage sends JSON, not a form.
         try:
             data = json.loads(request.body or b"{}")

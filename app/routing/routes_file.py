@@ -2,6 +2,7 @@
 `app.routing.schema`, and turned into a `RoutingTable`. Every mistake is reported as one line
 naming the file, the route and the field."""
 
+import json
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,29 @@ def _route(
             if key in fields and (template := compile_value(fields[key])) is not None
         }
         target = InlineTarget(fields, templated)
+    if isinstance(target, AgentTarget):
+        _check_json(
+            path,
+            label,
+            {**target.call_fields, "templateContext": target.template_context},
+            problems,
+        )
+    elif isinstance(target, InlineTarget):
+        _check_json(path, label, target.call_fields, problems)
     return Route(name, target, _fallback(spec.fallback, settings))
+
+
+def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:
+    """YAML reads some unquoted values (dates, times) as objects JSON has no form for: refuse
+    them now, not when the first call's request body cannot be encoded."""
+    for key, value in fields.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            problems.append(
+                f"{path}: {label}: {key}: holds a value JSON cannot carry (a date or time YAML "
+                "read from an unquoted value?): quote it"
+            )
 
 
 def _given(call: BaseModel, exclude: set[str] | None = None) -> dict[str, Any]:

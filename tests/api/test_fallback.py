@@ -180,3 +180,37 @@ async def test_fallback_log_line_names_the_call_and_ultravox_status_but_not_the_
     assert fields["ultravox_error"] == "UltravoxAuthError"
     assert API_KEY not in caplog.text
     assert all(API_KEY not in repr(r.__dict__) for r in caplog.records)
+
+
+async def test_a_failure_after_ultravox_created_the_call_still_gives_the_fallback(
+    provider: ProviderCase, ultravox: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # For example the shared store refusing a relayed provider's session: the caller must not
+    # meet an HTTP 500 and silence.
+    from app.store import StoreError
+
+    async def store_down(*args: object) -> object:
+        raise StoreError("Redis put failed")
+
+    ultravox.post("/calls").respond(201, json={"callId": "c", "joinUrl": "wss://u/j"})
+    async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
+        adapter = client.app.state.bridge.adapters[provider.name]  # type: ignore[attr-defined]
+        monkeypatch.setattr(adapter, "stream_answer", store_down)
+        response = await provider.webhook(provider.fields()).send(client)
+    assert response.status_code == 200
+    assert response.text == FALLBACK_XML[(provider.name, None)]
+
+
+async def test_an_unexpected_error_creating_the_call_gives_the_fallback_and_is_logged(
+    ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import twilio_fields, twilio_webhook
+
+    ultravox.post("/calls").side_effect = RuntimeError("a bug")
+    async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
+        first = await twilio_webhook(twilio_fields()).send(client)
+        repeat = await twilio_webhook(twilio_fields()).send(client)
+    assert first.text == FALLBACK_XML[("twilio", None)]
+    # The failed creation is remembered, so the provider's repeat falls back at once too.
+    assert repeat.text == FALLBACK_XML[("twilio", None)]
+    assert [r.getMessage() for r in caplog.records].count("webhook.internal_error") == 1

@@ -77,3 +77,17 @@ async def test_metrics_count_each_outcome_and_ultravox_answer(ultravox: respx.Mo
     assert deltas(before, after, "bridge_ultravox_retries_total") == {labels(): 1}
     assert deltas(before, after, "bridge_ultravox_request_duration_seconds_count") == {labels(): 3}
     assert after[("bridge_webhooks_in_flight", labels())] == 0
+
+
+async def test_oversize_webhooks_are_counted_and_unknown_providers_are_not(
+    ultravox: respx.MockRouter,
+) -> None:
+    oversize = twilio_webhook({**twilio_fields(), "Padding": "x" * 70_000})
+    async with running_app(make_settings()) as client:
+        before = await scrape(client)
+        await oversize.send(client)
+        await client.post("/acme/incoming", content=b"x" * 70_000)
+        after = await scrape(client)
+    assert deltas(before, after, "bridge_webhooks_total") == {
+        labels(provider="twilio", outcome="too_large"): 1
+    }

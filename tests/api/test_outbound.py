@@ -333,6 +333,10 @@ async def test_every_configured_token_is_accepted(
             ).encode(),
             None,
         ),
+        (
+            json.dumps({"provider": "twilio", "to": CALLEE, "agentId": "../calls?x="}).encode(),
+            "agentId",
+        ),
     ],
     ids=[
         "not-json",
@@ -344,6 +348,7 @@ async def test_every_configured_token_is_accepted(
         "metadata-not-string",
         "reserved-metadata",
         "route-and-agent",
+        "agent-id-not-an-id",
     ],
 )
 async def test_malformed_request_is_unprocessable(
@@ -597,3 +602,28 @@ async def test_ultravox_at_capacity_is_503_with_retry_after(
     assert response.headers["retry-after"] == "30"
     assert response.json()["retryAfter"] == 30.0
     assert not requests_apis.calls
+
+
+async def test_plivo_call_the_store_cannot_keep_is_503_and_ends_the_ultravox_call(
+    apis: respx.MockRouter, requests_apis: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.store import StoreError
+
+    async def store_down(*args: object) -> None:
+        raise StoreError("Redis put failed")
+
+    ultravox_created(apis)
+    deleted = ultravox_deleted(apis)
+    async with running_app(outbound_settings()) as client:
+        monkeypatch.setattr(client.app.state.store, "put", store_down)  # type: ignore[attr-defined]
+        response = await client.post(
+            "/calls", json={"provider": "plivo", "to": CALLEE}, headers=AUTH
+        )
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "the shared store cannot keep the call for plivo: Redis put failed",
+        "ultravoxCallId": UV_CALL_ID,
+        "ultravoxCallEnded": True,
+    }
+    assert deleted.call_count == 1
+    assert len(requests_apis.calls) == 0  # Plivo was never asked to dial

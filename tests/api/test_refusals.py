@@ -1,6 +1,7 @@
 """Webhooks the service refuses: each gets the right status and never reaches Ultravox."""
 
 import time
+from urllib.parse import urlencode
 
 import pytest
 import respx
@@ -224,4 +225,44 @@ async def test_unknown_provider_is_not_found(no_ultravox: respx.MockRouter) -> N
         response = await client.post(f"{BASE_URL}/acme/incoming", content=b"CallSid=1")
     assert response.status_code == 404
     assert response.text == "unknown provider 'acme'\n"
+    assert no_ultravox.calls.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "call_id", "message"),
+    [
+        # Twilio and Plivo sign names and values run together: "CallSid=CA1, CallStatus=ringing"
+        # signs like "CallSid=CA1CallStatusringing", so only a well-formed id is taken.
+        ("twilio", "CA1CallStatusringing", "CallSid is not a twilio call id\n"),
+        (
+            "plivo",
+            "8e6d1c4a-0000-4000-8000-00000000a001Direction",
+            "CallUUID is not a plivo call id\n",
+        ),
+    ],
+)
+async def test_call_id_not_of_the_provider_s_form_is_bad_request(
+    case: str, call_id: str, message: str, no_ultravox: respx.MockRouter
+) -> None:
+    provider = {"twilio": (twilio_fields, twilio_webhook), "plivo": (plivo_fields, plivo_webhook)}
+    fields, webhook = provider[case]
+    async with running_app(make_settings()) as client:
+        response = await webhook(fields(call_id)).send(client)
+    assert response.status_code == 400
+    assert response.text == message
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_webhook_with_a_repeated_field_is_bad_request(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    body = urlencode(twilio_fields()) + "&To=%2B15005550009"
+    async with running_app(make_settings(verify_signatures=False)) as client:
+        response = await client.post(
+            "/twilio/incoming",
+            content=body.encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 400
+    assert response.text == "field To is repeated\n"
     assert no_ultravox.calls.call_count == 0

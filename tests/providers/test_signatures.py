@@ -196,3 +196,11 @@ def test_plivo_signature_without_nonce_is_refused() -> None:
     headers = {"X-Plivo-Signature-V3": plivo_signature("old-token", PLIVO_URL, PLIVO_FIELDS, "n1")}
     with pytest.raises(SignatureError, match="nonce"):
         adapter.verify(webhook_request(PLIVO_URL, headers, PLIVO_FIELDS))
+
+
+def test_plivo_request_whose_url_the_sdk_cannot_parse_is_refused_not_crashed() -> None:
+    adapter = PlivoAdapter(make_settings(plivo_auth_token="old-token"))
+    url = "http://~x/plivo/incoming"  # what an odd Host header makes of the URL
+    headers = {"X-Plivo-Signature-V3": "c2ln", "X-Plivo-Signature-V3-Nonce": "n1"}
+    with pytest.raises(SignatureError, match="does not match"):
+        adapter.verify(webhook_request(url, headers, PLIVO_FIELDS))

@@ -5,6 +5,7 @@ import json
 import time
 
 import httpx
+import jwt
 import pytest
 import respx
 import websockets
@@ -284,3 +285,28 @@ async def test_an_empty_media_idle_timeout_is_left_out_of_the_medium(
             "clientBufferSizeMs": 30000,
         }
     }
+
+
+async def test_a_get_signed_without_payload_hash_is_refused(ultravox: respx.MockRouter) -> None:
+    # Without the hash the JWT would vouch for any query string: any call, any numbers.
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    token = jwt.encode(
+        {"iat": int(time.time()), "jti": "j-1", "iss": "Vonage"}, VONAGE_SECRET, algorithm="HS256"
+    )
+    async with running_app(vonage_settings()) as client:
+        response = await vonage_webhook(vonage_fields(), token=token).send(client)
+    assert response.status_code == 403
+    assert response.text == "Vonage JWT lacks payload_hash\n"
+    assert route.call_count == 0
+
+
+async def test_a_get_with_a_repeated_field_is_refused(ultravox: respx.MockRouter) -> None:
+    # The hash is over one value per field; a second `uuid` must not slip past it into the call.
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    webhook = vonage_webhook(vonage_fields())
+    webhook.url += "&uuid=aaaaaaaa-0000-4000-8000-000000000009"
+    async with running_app(vonage_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 400
+    assert response.text == "field uuid is repeated\n"
+    assert route.call_count == 0

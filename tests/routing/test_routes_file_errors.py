@@ -122,6 +122,14 @@ CASES = {
             "vonage, asterisk"
         ],
     ),
+    "unquoted_date": (
+        "routes:\n  - name: a\n    number: '+15005550001'\n"
+        "    inline: {systemPrompt: hi, initialState: {since: 2024-01-01}}\n",
+        [
+            "routes[0] (a): initialState: holds a value JSON cannot carry (a date or time YAML "
+            "read from an unquoted value?): quote it"
+        ],
+    ),
     "medium_set": (
         "routes:\n  - name: a\n    number: '+15005550001'\n"
         "    inline: {systemPrompt: hi, medium: {twilio: {}}}\n",
