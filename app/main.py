@@ -1,6 +1,7 @@
 """Builds the FastAPI application: settings, shared clients and routers."""
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -87,6 +88,13 @@ def build_store(settings: Settings) -> Store:
     )
 
 
+def _call_source(settings: Settings) -> str:
+    """What decides each call: the routes file, or the environment's one agent or inline call."""
+    if settings.routes_file is not None:
+        return "routes file"
+    return "agent" if settings.ultravox_agent_id else "inline"
+
+
 def _log_startup(settings: Settings, bridge: Bridge) -> None:
     ready = sorted(name for name, adapter in bridge.adapters.items() if adapter.ready)
     waiting = sorted(name for name, adapter in bridge.adapters.items() if not adapter.ready)
@@ -96,7 +104,8 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             "fields": {
                 "providers_ready": ",".join(ready) or "none",
                 "providers_without_secret": ",".join(waiting) or "none",
-                "call": "agent" if settings.ultravox_agent_id else "inline",
+                "pid": os.getpid(),  # for `kill -HUP` (reload the routes) and `kill -TERM`
+                "call": _call_source(settings),
                 "public_base_url": settings.public_base_url or "unset",
                 "store": "memory" if settings.redis_url is None else "redis",
                 "routes_file": str(settings.routes_file) if settings.routes_file else "unset",

@@ -267,7 +267,7 @@ class OutboundCalls:
         if provider in self.missing:
             raise DialerNotConfigured(
                 f"{provider} outbound calls need {', '.join(self.missing[provider])}: set "
-                "them and restart the service"
+                "the missing settings and restart the service"
             )
         return self.dialers[provider]
 

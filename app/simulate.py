@@ -228,9 +228,10 @@ def _judge_xml(simulator: Simulator, body: str) -> Verdict:
         return Verdict(
             "fallback",
             f"the answer {reading.detail}. Ultravox could not create the call: check "
-            "ULTRAVOX_API_KEY, the agent id (ULTRAVOX_AGENT_ID or the route's agent) and the "
-            "service log, whose webhook.fallback line gives Ultravox's status and reason "
-            "(429: over your plan's concurrent calls or request rate).",
+            "ULTRAVOX_API_KEY, the agent id (ULTRAVOX_AGENT_ID or the route's agent), that the "
+            "service reaches ULTRAVOX_API_URL, and the service log, whose webhook.fallback line "
+            "gives Ultravox's status and reason (429: over your plan's concurrent calls or "
+            "request rate; UltravoxConnectionError: no connection to Ultravox).",
         )
     if reading.kind is AnswerKind.REJECT:
         return Verdict(

@@ -397,7 +397,8 @@ async def test_provider_without_credentials_names_the_missing_settings(
         plivo = await client.post("/calls", json={"provider": "plivo", "to": CALLEE}, headers=AUTH)
     assert telnyx.status_code == 503
     assert telnyx.json() == {
-        "detail": "telnyx outbound calls need TELNYX_API_KEY: set them and restart the service"
+        "detail": "telnyx outbound calls need TELNYX_API_KEY: set the missing settings and restart "
+        "the service"
     }
     assert plivo.status_code == 503
     assert "PUBLIC_BASE_URL" in plivo.json()["detail"]
