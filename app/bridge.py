@@ -20,7 +20,6 @@ from app.providers.base import (
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
 from app.settings import Settings
-from app.store import MemoryStore
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 
 logger = logging.getLogger("app.bridge")
@@ -53,17 +52,12 @@ class Bridge:
         adapters: dict[str, ProviderAdapter],
         routing: RoutingTable,
         ultravox: UltravoxClient,
-        dedupe: CallDeduplicator | None = None,
+        dedupe: CallDeduplicator,
     ) -> None:
         self.adapters = adapters
         self.routing = routing
         self.ultravox = ultravox
-        self.dedupe = dedupe or CallDeduplicator(
-            MemoryStore(),
-            ttl_seconds=settings.dedupe_ttl_seconds,
-            lease_seconds=settings.dedupe_lease_seconds,
-            wait_seconds=settings.ultravox_deadline_seconds,
-        )
+        self.dedupe = dedupe
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
         )

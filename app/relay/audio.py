@@ -34,9 +34,6 @@ class FrameQueue:
             self._buffer += audio
             self._audio.set()
 
-    def has_frame(self) -> bool:
-        return len(self._buffer) >= self.frame_size
-
     def pop_frame(self) -> bytes | None:
         """The next whole frame, or None when less than a frame is queued."""
         if len(self._buffer) < self.frame_size:
