@@ -158,17 +158,19 @@ class ProviderAdapter(ABC):
         """Whether this provider's webhooks can be served."""
         return self.has_secrets or not self.verify_signatures
 
-    def check(self, request: WebhookRequest) -> None:
-        """Refuse the request unless it may be served: provider configured, signature valid."""
+    def check(self, request: WebhookRequest) -> str | None:
+        """Refuse the request unless it may be served: provider configured, signature valid.
+        Returns the signature that vouched for it (None with signatures off)."""
         if not self.verify_signatures:
-            return
+            return None
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        self.verify(request)
+        return self.verify(request)
 
     @abstractmethod
-    def verify(self, request: WebhookRequest) -> None:
-        """Raise `SignatureError` unless the provider signed this request."""
+    def verify(self, request: WebhookRequest) -> str:
+        """Raise `SignatureError` unless the provider signed this request; return the signature
+        (its header values), so that one signature can be held to one call."""
 
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
