@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 config, adapters, table_from_settings(config), ultravox, dedupe
             )
             app.state.draining = False
+            app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
             _log_startup(config, app.state.bridge)
             try:

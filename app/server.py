@@ -4,8 +4,10 @@ Kubernetes (like most orchestrators) sends SIGTERM and removes the pod from its 
 same time; the removal takes a few seconds to reach every load balancer. uvicorn alone would
 stop accepting connections at once and refuse the calls still routed here. So on SIGTERM the
 app is marked draining (`/readyz` answers 503) and keeps serving for `SHUTDOWN_DRAIN_SECONDS`;
-then uvicorn's own graceful shutdown closes the sockets and lets the webhooks in flight finish,
-for at most the Ultravox deadline plus a margin, before the process exits.
+then, while calls whose audio the service relays itself (Vonage, Asterisk) are still live, it
+waits for them to end, for at most `SHUTDOWN_RELAY_GRACE_SECONDS` (uvicorn's shutdown would close
+their sockets and so end the calls); then uvicorn's own graceful shutdown closes the sockets and
+lets the webhooks in flight finish, for at most the Ultravox deadline plus a margin.
 """
 
 import logging
@@ -32,13 +34,22 @@ class DrainingServer(uvicorn.Server):
     shuts down at once as plain uvicorn does."""
 
     def __init__(
-        self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_seconds: float,
+        on_drain: Callable[[], None],
+        live_relays: Callable[[], int] = lambda: 0,
+        relay_grace_seconds: float = 0,
     ) -> None:
         super().__init__(config)
         self._drain_seconds = drain_seconds
         self._on_drain = on_drain
+        self._live_relays = live_relays
+        self._relay_grace_seconds = relay_grace_seconds
         self._drain_ends: float | None = None
         self._drain_announced = False
+        self._relay_wait_announced = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self._drain_ends is None and not self.should_exit:
@@ -56,9 +67,23 @@ class DrainingServer(uvicorn.Server):
                     "shutdown.draining",
                     extra={"fields": {"drain_seconds": self._drain_seconds, "readyz": 503}},
                 )
-            if time.monotonic() >= self._drain_ends:
+            now = time.monotonic()
+            if now >= self._drain_ends and not self._waiting_for_relays(now - self._drain_ends):
                 self.should_exit = True
         return await super().on_tick(counter)
+
+    def _waiting_for_relays(self, waited: float) -> bool:
+        """Whether to go on serving, after the drain, for the relayed calls still live."""
+        live = self._live_relays()
+        if live == 0 or waited >= self._relay_grace_seconds:
+            return False
+        if not self._relay_wait_announced:
+            self._relay_wait_announced = True
+            logger.info(
+                "shutdown.waiting_for_relays",
+                extra={"fields": {"live_relays": live, "at_most_s": self._relay_grace_seconds}},
+            )
+        return True
 
 
 def serve(app: FastAPI, settings: Settings) -> None:
@@ -78,6 +103,10 @@ def serve(app: FastAPI, settings: Settings) -> None:
         app.state.draining = True
 
     server = DrainingServer(
-        config, drain_seconds=settings.shutdown_drain_seconds, on_drain=mark_draining
+        config,
+        drain_seconds=settings.shutdown_drain_seconds,
+        on_drain=mark_draining,
+        live_relays=lambda: int(getattr(app.state, "live_relays", 0)),
+        relay_grace_seconds=settings.shutdown_relay_grace_seconds,
     )
     server.run()

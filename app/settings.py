@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     dedupe_ttl_seconds: float = Field(default=600, gt=0)
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
+    shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
     outbound_join_timeout: str = "60s"

@@ -152,3 +152,30 @@ def test_webhook_in_flight_during_sigterm_gets_its_answer(
     assert answer.status_code == 200
     assert JOIN_URL.replace("&", "&amp;") in answer.text
     assert process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(
+    ("live_relays", "grace_seconds", "exits"),
+    [(1, 60.0, False), (0, 60.0, True), (1, 0.0, True)],
+    ids=["waits-for-live-relay", "no-relay-no-wait", "grace-spent"],
+)
+async def test_after_the_drain_shutdown_waits_for_relayed_calls_within_the_grace(
+    live_relays: int, grace_seconds: float, exits: bool
+) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from app.server import DrainingServer
+
+    drained: list[bool] = []
+    server = DrainingServer(
+        uvicorn.Config(FastAPI()),
+        drain_seconds=0,
+        on_drain=lambda: drained.append(True),
+        live_relays=lambda: live_relays,
+        relay_grace_seconds=grace_seconds,
+    )
+    server.handle_exit(signal.SIGTERM, None)
+    await server.on_tick(1)
+    assert drained == [True]
+    assert server.should_exit is exits

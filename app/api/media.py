@@ -68,7 +68,12 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
 
     plan = await endpoint.open(websocket, admission, start_call)
     if plan is not None:
-        await Relay(plan.platform, plan.join_url, plan.ids).run()
+        # Counted for shutdown, which waits for the calls whose audio passes through here.
+        websocket.app.state.live_relays += 1
+        try:
+            await Relay(plan.platform, plan.join_url, plan.ids).run()
+        finally:
+            websocket.app.state.live_relays -= 1
 
 
 @router.api_route("/{provider}/events", methods=["GET", "POST"])

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import respx
@@ -31,6 +32,7 @@ from tests.relay.fakes import (
 class Call:
     platform: PlatformCall
     ultravox: FakeUltravox
+    app: Any
 
 
 @asynccontextmanager
@@ -50,7 +52,7 @@ async def vonage_call(ultravox_api: respx.MockRouter) -> AsyncIterator[Call]:
             platform.start()
             await asyncio.wait_for(fake.connected.wait(), 5)
             try:
-                yield Call(platform, fake)
+                yield Call(platform, fake, client.app)  # type: ignore[attr-defined]
             finally:
                 await platform.stop()
 
@@ -105,6 +107,7 @@ async def test_live_relays_and_relayed_frames_are_counted(ultravox: respx.MockRo
     to_platform = metric("bridge_relay_frames_total", direction="to_platform")
     async with vonage_call(ultravox) as call:
         await eventually(lambda: metric("bridge_relay_live") == live_before + 1)
+        assert call.app.state.live_relays == 1  # what shutdown waits for
         for _ in range(3):
             await call.platform.socket.send(bytes(640))
         await call.ultravox.send(bytes(640 * 2))
@@ -113,6 +116,7 @@ async def test_live_relays_and_relayed_frames_are_counted(ultravox: respx.MockRo
         )
         await call.platform.socket.close()
         await eventually(lambda: metric("bridge_relay_live") == live_before)
+        assert call.app.state.live_relays == 0
     assert metric("bridge_relay_frames_total", direction="to_ultravox") == to_ultravox + 3
     assert metric("bridge_relay_frames_total", direction="to_platform") == to_platform + 2
 
