@@ -23,7 +23,13 @@ from app.calls import build_call_body, create_call
 from app.phone import to_e164
 from app.providers import DIALERS
 from app.providers.base import InboundCall
-from app.providers.dialing import Dialer, DialRefused, DialUncertain, OutboundCall
+from app.providers.dialing import (
+    Dialer,
+    DialNotSent,
+    DialRefused,
+    DialUncertain,
+    OutboundCall,
+)
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
 from app.store import Store, StoreError
@@ -318,8 +324,9 @@ class OutboundCalls:
             ended = await self._end(bridge, created.call_id)
             fields.update(reason=exc.message, provider_status=exc.status_code, ended=ended)
             logger.warning("outbound.refused", extra={"fields": fields})
+            outcome = "could not be reached" if isinstance(exc, DialNotSent) else "refused the call"
             raise ProviderRefused(
-                f"{request.provider} refused the call: {exc.message}",
+                f"{request.provider} {outcome}: {exc.message}",
                 ultravoxCallId=created.call_id,
                 ultravoxCallEnded=ended,
                 providerStatus=exc.status_code,

@@ -36,6 +36,27 @@ class DialRefused(DialError):
     no call was placed."""
 
 
+class DialNotSent(DialRefused):
+    """The request never reached the provider (its name did not resolve, the connection was
+    refused or timed out): no call was placed."""
+
+
+def never_sent(exc: Exception) -> bool:
+    """Whether a failed `requests` call (the Twilio and Plivo SDKs) failed before the request
+    left this machine, so the provider cannot be dialing."""
+    from requests.exceptions import ConnectionError, ConnectTimeout
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    if isinstance(exc, ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    return (
+        isinstance(exc, ConnectionError)
+        and isinstance(cause, MaxRetryError)
+        and isinstance(cause.reason, NewConnectionError)
+    )
+
+
 class DialUncertain(DialError):
     """The request failed before the provider's answer arrived (connection lost, timeout): the
     provider may or may not be dialing."""

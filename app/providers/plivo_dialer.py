@@ -9,10 +9,12 @@ from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
     Dialer,
+    DialNotSent,
     DialRefused,
     DialUncertain,
     OutboundCall,
     PerThreadClients,
+    never_sent,
 )
 from app.settings import Settings
 
@@ -65,6 +67,8 @@ class PlivoDialer(Dialer):
         except exceptions.PlivoRestError as exc:
             raise DialRefused(self.name, str(exc)) from exc
         except RequestException as exc:
+            if never_sent(exc):
+                raise DialNotSent(self.name, f"cannot reach Plivo: {exc!r}") from exc
             raise DialUncertain(self.name, f"no answer from Plivo: {exc!r}") from exc
         return Dialed(str(created.request_uuid))
 

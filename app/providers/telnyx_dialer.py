@@ -4,10 +4,13 @@ bidirectional RTP with the same codec and rate as inbound TeXML calls."""
 from concurrent.futures import Executor
 from typing import Any
 
+import httpx
+
 from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
     Dialer,
+    DialNotSent,
     DialRefused,
     DialUncertain,
     OutboundCall,
@@ -79,6 +82,9 @@ class TelnyxDialer(Dialer):
             message = telnyx_error_message(exc.body, str(exc))
             raise DialRefused(self.name, message, exc.status_code) from exc
         except self._telnyx.APIConnectionError as exc:
+            # The SDK wraps httpx's error: a failed connect means nothing was sent.
+            if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
+                raise DialNotSent(self.name, f"cannot reach Telnyx: {exc!r}") from exc
             raise DialUncertain(self.name, f"no answer from Telnyx: {exc!r}") from exc
         if dialed.data is None:
             raise DialUncertain(self.name, "Telnyx accepted the dial without a call_control_id")

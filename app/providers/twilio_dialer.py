@@ -10,10 +10,12 @@ from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
     Dialer,
+    DialNotSent,
     DialRefused,
     DialUncertain,
     OutboundCall,
     PerThreadClients,
+    never_sent,
 )
 from app.settings import Settings
 
@@ -79,6 +81,8 @@ class TwilioDialer(Dialer):
             message = f"{exc.msg} (Twilio error {exc.code})" if exc.code else str(exc.msg)
             raise DialRefused(self.name, message, exc.status) from exc
         except RequestException as exc:
+            if never_sent(exc):
+                raise DialNotSent(self.name, f"cannot reach Twilio: {exc!r}") from exc
             raise DialUncertain(self.name, f"no answer from Twilio: {exc!r}") from exc
         return Dialed(str(created.sid))
 

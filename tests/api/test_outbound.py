@@ -628,3 +628,43 @@ async def test_plivo_call_the_store_cannot_keep_is_503_and_ends_the_ultravox_cal
     }
     assert deleted.call_count == 1
     assert len(requests_apis.calls) == 0  # Plivo was never asked to dial
+
+
+async def test_twilio_that_cannot_be_reached_is_502_and_ends_the_ultravox_call(
+    apis: respx.MockRouter, requests_apis: responses.RequestsMock
+) -> None:
+    # What requests raises when the provider's name does not resolve: nothing was sent.
+    from requests.exceptions import ConnectionError
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    unresolved = NameResolutionError("api.twilio.com", None, "Name or service not known")  # type: ignore[arg-type]
+    requests_apis.add(
+        responses.POST,
+        TWILIO_CALLS_URL,
+        body=ConnectionError(MaxRetryError(None, TWILIO_CALLS_URL, unresolved)),  # type: ignore[arg-type]
+    )
+    ultravox_created(apis)
+    deleted = ultravox_deleted(apis)
+    async with running_app(outbound_settings()) as client:
+        response = await client.post(
+            "/calls", json={"provider": "twilio", "to": CALLEE}, headers=AUTH
+        )
+    assert response.status_code == 502
+    assert response.json()["detail"].startswith("twilio could not be reached: cannot reach Twilio")
+    assert response.json()["ultravoxCallEnded"] is True
+    assert deleted.call_count == 1
+
+
+async def test_telnyx_that_cannot_be_reached_is_502_and_ends_the_ultravox_call(
+    apis: respx.MockRouter,
+) -> None:
+    ultravox_created(apis)
+    deleted = ultravox_deleted(apis)
+    apis.post(TELNYX_CALLS_URL).mock(side_effect=httpx.ConnectError("refused"))
+    async with running_app(outbound_settings()) as client:
+        response = await client.post(
+            "/calls", json={"provider": "telnyx", "to": CALLEE}, headers=AUTH
+        )
+    assert response.status_code == 502
+    assert response.json()["detail"].startswith("telnyx could not be reached: cannot reach Telnyx")
+    assert deleted.call_count == 1
