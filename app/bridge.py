@@ -39,10 +39,7 @@ class Outcome:
     ultravox_call_id: str | None = None
 
 
-# How one endpoint answers a checked webhook: (adapter, request, its signature, log fields).
-OutcomeFor = Callable[
-    [ProviderAdapter, WebhookRequest, str | None, dict[str, Any]], Awaitable[Outcome]
-]
+OutcomeFor = Callable[[ProviderAdapter, WebhookRequest, dict[str, Any]], Awaitable[Outcome]]
 
 
 class Bridge:
@@ -95,8 +92,8 @@ class Bridge:
         fields: dict[str, Any] = {"provider": provider, "method": request.method}
         try:
             with metrics.WEBHOOKS_IN_FLIGHT.track_inprogress():
-                signature = adapter.check(request)
-                outcome: Outcome = await answer(adapter, request, signature, fields)
+                adapter.check(request)
+                outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
             self._log_refusal(fields, exc, started)
             raise
@@ -109,11 +106,7 @@ class Bridge:
         return outcome.answer
 
     async def _answer_call(
-        self,
-        adapter: ProviderAdapter,
-        request: WebhookRequest,
-        signature: str | None,
-        fields: dict[str, Any],
+        self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
     ) -> Outcome:
         call = adapter.parse(request)
         fields.update(call_id=call.call_id, **{"from": call.from_number, "to": call.to_number})
@@ -123,8 +116,6 @@ class Bridge:
             return Outcome(adapter.reject_answer(), "rejected")
         if isinstance(route.target, RejectTarget):
             return Outcome(adapter.reject_answer(), "rejected", route.name)
-        if signature is not None:
-            await self.dedupe.vouch(call.provider, signature, call.call_id)
         target = route.target  # bound here so that the closure keeps the narrowed type
         try:
             created = await self.dedupe.create_once(
@@ -147,11 +138,7 @@ class Bridge:
         return Outcome(answer, outcome, route.name, created.call.call_id)
 
     async def _answer_fallback(
-        self,
-        adapter: ProviderAdapter,
-        request: WebhookRequest,
-        signature: str | None,
-        fields: dict[str, Any],
+        self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
     ) -> Outcome:
         # The caller must hear something even if the request lacks fields the route needs.
         try:

@@ -10,14 +10,12 @@ repeats within this process are then recognised): a call never fails because of 
 """
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from app.providers.base import SignatureError
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall, UltravoxError
 
@@ -110,22 +108,6 @@ class CallDeduplicator:
         finally:
             del self._in_flight[key]
             future.set_result(outcome)
-
-    async def vouch(self, provider: str, signature: str, call_id: str) -> None:
-        """Hold a signature to the first call it vouched for; `SignatureError` if it now comes
-        with another call id. A captured webhook replayed with other fields could otherwise
-        start calls at will while its signature verifies: Telnyx signs no URL, so a GET's query
-        is unsigned, and Twilio's and Plivo's schemes run names and values together. Records
-        live `ttl_seconds`, as long as any provider's signature verifies."""
-        digest = hashlib.sha256(signature.encode()).hexdigest()
-        key = f"signature:{provider}:{digest}"
-        try:
-            first = await self._store.claim(key, call_id, self._ttl_seconds)
-        except StoreError as exc:
-            _log_store_error(key, exc, "signature reuse not checked")
-            return
-        if first is not None and first != call_id:
-            raise SignatureError("this signature already vouched for another call")
 
     async def _wait_in_process(self, first: "asyncio.Future[UltravoxCall | None]") -> UltravoxCall:
         try:

@@ -158,19 +158,17 @@ class ProviderAdapter(ABC):
         """Whether this provider's webhooks can be served."""
         return self.has_secrets or not self.verify_signatures
 
-    def check(self, request: WebhookRequest) -> str | None:
-        """Refuse the request unless it may be served: provider configured, signature valid.
-        Returns the signature that vouched for it (None with signatures off)."""
+    def check(self, request: WebhookRequest) -> None:
+        """Refuse the request unless it may be served: provider configured, signature valid."""
         if not self.verify_signatures:
-            return None
+            return
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        return self.verify(request)
+        self.verify(request)
 
     @abstractmethod
-    def verify(self, request: WebhookRequest) -> str:
-        """Raise `SignatureError` unless the provider signed this request; return the signature
-        (its header values), so that one signature can be held to one call."""
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise `SignatureError` unless the provider signed this request."""
 
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:

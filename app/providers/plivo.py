@@ -80,13 +80,13 @@ class PlivoAdapter(ProviderAdapter):
     def has_secrets(self) -> bool:
         return bool(self._tokens)
 
-    def verify(self, request: WebhookRequest) -> str:
+    def verify(self, request: WebhookRequest) -> None:
         signature = request.headers.get("x-plivo-signature-v3")
         nonce = request.headers.get("x-plivo-signature-v3-nonce")
         if not signature or not nonce:
             raise SignatureError("missing X-Plivo-Signature-V3 or its nonce")
         if any(_signed_by(token, request, nonce, signature) for token in self._tokens):
-            return f"{signature}.{nonce}"
+            return
         raise SignatureError("X-Plivo-Signature-V3 does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:

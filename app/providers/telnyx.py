@@ -47,7 +47,7 @@ class TelnyxAdapter(ProviderAdapter):
     def has_secrets(self) -> bool:
         return bool(self._keys)
 
-    def verify(self, request: WebhookRequest) -> str:
+    def verify(self, request: WebhookRequest) -> None:
         signature_b64 = request.headers.get("telnyx-signature-ed25519")
         timestamp = request.headers.get("telnyx-timestamp")
         if not signature_b64 or not timestamp:
@@ -63,7 +63,7 @@ class TelnyxAdapter(ProviderAdapter):
         for key in self._keys:
             try:
                 key.verify(message, signature)
-                return signature_b64
+                return
             except (BadSignatureError, ValueError):
                 continue
         raise SignatureError("telnyx-signature-ed25519 does not match")

@@ -43,7 +43,7 @@ class TwilioAdapter(ProviderAdapter):
     def has_secrets(self) -> bool:
         return bool(self._validators)
 
-    def verify(self, request: WebhookRequest) -> str:
+    def verify(self, request: WebhookRequest) -> None:
         signature = request.headers.get("x-twilio-signature")
         if not signature:
             raise SignatureError("missing X-Twilio-Signature")
@@ -54,7 +54,7 @@ class TwilioAdapter(ProviderAdapter):
         )
         for validator in self._validators:
             if validator.validate(request.url, params, signature, algorithm):
-                return signature
+                return
         raise SignatureError("X-Twilio-Signature does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:

@@ -138,15 +138,15 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         # The NCCO must name the media socket's public URL, which only PUBLIC_BASE_URL gives.
         return super().ready and self._media_origin is not None
 
-    def check(self, request: WebhookRequest) -> str | None:
+    def check(self, request: WebhookRequest) -> None:
         if self._media_origin is None:
             raise ProviderNotConfigured(
                 "PUBLIC_BASE_URL is required for Vonage: the answer names the public wss:// URL "
                 "of the media socket"
             )
-        return super().check(request)
+        super().check(request)
 
-    def verify(self, request: WebhookRequest) -> str:
+    def verify(self, request: WebhookRequest) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise SignatureError("missing Authorization: Bearer <JWT>")
@@ -166,7 +166,6 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         ]
         if not any(matches):
             raise SignatureError("Vonage JWT payload_hash does not match the payload")
-        return token.strip()
 
     def _decode(self, token: str) -> dict[str, Any]:
         for secret in self._secrets:
