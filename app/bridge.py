@@ -1,6 +1,7 @@
 """The inbound call flow, the same for every provider:
 webhook -> adapter (verify, parse) -> route -> Ultravox call -> adapter (answer)."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -9,7 +10,7 @@ from typing import Any
 
 from app import metrics
 from app.calls import build_call_body, create_call
-from app.dedupe import CallDeduplicator
+from app.dedupe import CallDeduplicator, Created
 from app.providers.base import (
     Answer,
     FallbackPlan,
@@ -58,6 +59,7 @@ class Bridge:
         self.routing = routing
         self.ultravox = ultravox
         self.dedupe = dedupe
+        self._endings: set[asyncio.Task[None]] = set()
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
         )
@@ -117,6 +119,7 @@ class Bridge:
         if isinstance(route.target, RejectTarget):
             return Outcome(adapter.reject_answer(), "rejected", route.name)
         target = route.target  # bound here so that the closure keeps the narrowed type
+        created: Created | None = None
         try:
             created = await self.dedupe.create_once(
                 call.provider, call.call_id, lambda: self._create(adapter, target, call)
@@ -133,9 +136,26 @@ class Bridge:
             # A store outage while answering, or a bug: the caller still hears the fallback.
             fields.update(error=type(exc).__name__, reason=str(exc)[:300])
             logger.exception("webhook.internal_error", extra={"fields": dict(fields)})
+            if created is not None and not created.duplicate:
+                self._end_in_background(created.call.call_id)
             return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
         outcome = "duplicate" if created.duplicate else "answered"
         return Outcome(answer, outcome, route.name, created.call.call_id)
+
+    def _end_in_background(self, call_id: str) -> None:
+        """End an Ultravox call nobody will join, without holding up the caller's answer."""
+        task = asyncio.create_task(self._end(call_id))
+        self._endings.add(task)  # kept referenced until done, as asyncio requires
+        task.add_done_callback(self._endings.discard)
+
+    async def _end(self, call_id: str) -> None:
+        try:
+            await self.ultravox.delete_call(call_id)
+        except UltravoxError as exc:  # it still ends by itself at its joinTimeout
+            logger.warning(
+                "ultravox.end_failed",
+                extra={"fields": {"ultravox_call_id": call_id, "error": str(exc)[:300]}},
+            )
 
     async def _answer_fallback(
         self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]

@@ -106,7 +106,7 @@ def serve(app: FastAPI, settings: Settings) -> None:
         config,
         drain_seconds=settings.shutdown_drain_seconds,
         on_drain=mark_draining,
-        live_relays=lambda: int(getattr(app.state, "live_relays", 0)),
+        live_relays=lambda: int(app.state.live_relays),
         relay_grace_seconds=settings.shutdown_relay_grace_seconds,
     )
     server.run()

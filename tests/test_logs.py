@@ -131,7 +131,7 @@ def test_uvicorn_handshake_lines_lose_their_query_string() -> None:
     assert record.getMessage() == '127.0.0.1:5000 - "WebSocket /asterisk/media" [accepted]'
 
 
-def test_uvicorn_logger_the_filter_on_uvicorn_loggers() -> None:
+def test_configure_logging_puts_the_filter_on_uvicorn_s_loggers() -> None:
     from app.logs import HideQueryStrings, configure_logging
 
     root = logging.getLogger()

@@ -66,14 +66,14 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
     async def start_call(call: InboundCall, medium: dict[str, object]) -> UltravoxCall | None:
         return await create_relayed_call(bridge, call, medium)
 
-    plan = await endpoint.open(websocket, admission, start_call)
-    if plan is not None:
-        # Counted for shutdown, which waits for the calls whose audio passes through here.
-        websocket.app.state.live_relays += 1
-        try:
+    # Counted from the accept, call set-up included: shutdown waits for these calls.
+    websocket.app.state.live_relays += 1
+    try:
+        plan = await endpoint.open(websocket, admission, start_call)
+        if plan is not None:
             await Relay(plan.platform, plan.join_url, plan.ids).run()
-        finally:
-            websocket.app.state.live_relays -= 1
+    finally:
+        websocket.app.state.live_relays -= 1
 
 
 @router.api_route("/{provider}/events", methods=["GET", "POST"])

@@ -104,8 +104,9 @@ def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
     signature check and the reading of the call could otherwise take different values."""
     values: dict[str, str] = {}
     for name, value in params:
-        if values.setdefault(name, value) is not value:
+        if name in values:
             raise MalformedWebhook(f"field {name} is repeated")
+        values[name] = value
     return values
 
 

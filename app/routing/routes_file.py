@@ -131,11 +131,11 @@ def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[s
     them now, not when the first call's request body cannot be encoded."""
     for key, value in fields.items():
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)  # as httpx encodes the request body
         except (TypeError, ValueError):
             problems.append(
-                f"{path}: {label}: {key}: holds a value JSON cannot carry (a date or time YAML "
-                "read from an unquoted value?): quote it"
+                f"{path}: {label}: {key}: holds a value JSON cannot carry (YAML reads unquoted "
+                "dates and times, .nan and .inf that way): quote it or write another value"
             )
 
 

@@ -192,13 +192,20 @@ async def test_a_failure_after_ultravox_created_the_call_still_gives_the_fallbac
     async def store_down(*args: object) -> object:
         raise StoreError("Redis put failed")
 
-    ultravox.post("/calls").respond(201, json={"callId": "c", "joinUrl": "wss://u/j"})
+    ultravox.post("/calls").respond(201, json={"callId": "c-orphan", "joinUrl": "wss://u/j"})
+    ended = ultravox.delete("/calls/c-orphan").respond(204)
     async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
         adapter = client.app.state.bridge.adapters[provider.name]  # type: ignore[attr-defined]
         monkeypatch.setattr(adapter, "stream_answer", store_down)
         response = await provider.webhook(provider.fields()).send(client)
+        for _ in range(20):  # the call is ended in the background, after the answer
+            if ended.called:
+                break
+            await asyncio.sleep(0.01)
     assert response.status_code == 200
     assert response.text == FALLBACK_XML[(provider.name, None)]
+    # Nobody will join the call the failed answer named: it is ended, not left waiting.
+    assert ended.call_count == 1
 
 
 async def test_an_unexpected_error_creating_the_call_gives_the_fallback_and_is_logged(

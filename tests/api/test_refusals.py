@@ -253,10 +253,11 @@ async def test_call_id_not_of_the_provider_s_form_is_bad_request(
     assert no_ultravox.calls.call_count == 0
 
 
+@pytest.mark.parametrize("repeat", ["&To=%2B15005550009", "&To=%2B15005550001"])
 async def test_webhook_with_a_repeated_field_is_bad_request(
-    no_ultravox: respx.MockRouter,
+    repeat: str, no_ultravox: respx.MockRouter
 ) -> None:
-    body = urlencode(twilio_fields()) + "&To=%2B15005550009"
+    body = urlencode(twilio_fields()) + repeat  # another value, or the same one again
     async with running_app(make_settings(verify_signatures=False)) as client:
         response = await client.post(
             "/twilio/incoming",

@@ -126,8 +126,16 @@ CASES = {
         "routes:\n  - name: a\n    number: '+15005550001'\n"
         "    inline: {systemPrompt: hi, initialState: {since: 2024-01-01}}\n",
         [
-            "routes[0] (a): initialState: holds a value JSON cannot carry (a date or time YAML "
-            "read from an unquoted value?): quote it"
+            "routes[0] (a): initialState: holds a value JSON cannot carry (YAML reads unquoted "
+            "dates and times, .nan and .inf that way): quote it or write another value"
+        ],
+    ),
+    "nan_value": (
+        "routes:\n  - name: a\n    number: '+15005550001'\n"
+        "    inline: {systemPrompt: hi, initialState: {score: .nan}}\n",
+        [
+            "routes[0] (a): initialState: holds a value JSON cannot carry (YAML reads unquoted "
+            "dates and times, .nan and .inf that way): quote it or write another value"
         ],
     ),
     "medium_set": (
