@@ -4,9 +4,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from app import simulate
 from app.call_command import add_call_command
 from app.settings import ConfigError, load_settings
+from app.simulate import command as simulate
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, webhooks
+from app.api import health, media, metrics, outbound, webhooks
 from app.api.request_id import RequestIdMiddleware
-from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
+from app.inbound import Bridge
 from app.logs import configure_logging
-from app.outbound import OutboundCalls
+from app.outbound.flow import OutboundCalls
 from app.providers import build_adapters, build_media_endpoints
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(calls.router)
+    app.include_router(outbound.router)
     app.include_router(media.router)
     return app
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.outbound import (
+from app.outbound.flow import (
     InvalidOutboundRequest,
     OutboundCallRequest,
     RouteRefusesCalls,

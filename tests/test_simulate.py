@@ -20,12 +20,12 @@ from app.cli import main
 from app.main import create_app
 from app.providers import SIMULATORS
 from app.providers.base import FallbackPlan
-from app.providers.plivo_simulator import PlivoSimulator
+from app.providers.plivo.simulator import PlivoSimulator
 from app.providers.simulator import SimulatorSettings
-from app.providers.telnyx_simulator import TelnyxSimulator
+from app.providers.telnyx.simulator import TelnyxSimulator
 from app.routing import RejectTarget, Route, RoutingTable
 from app.settings import Settings
-from app.simulate import Simulation, render, simulate
+from app.simulate.command import Simulation, render, simulate
 from tests.conftest import (
     BASE_URL,
     CALLED,

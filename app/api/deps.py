@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.bridge import Bridge
+from app.inbound import Bridge
 from app.settings import Settings
 
 

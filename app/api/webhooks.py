@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import BridgeDep, SettingsDep
-from app.bridge import Bridge
+from app.inbound import Bridge
 from app.providers.base import Answer, WebhookError, WebhookRequest
 from app.settings import Settings
 

@@ -1,20 +1,20 @@
 """Telephony providers. Adding one means writing its adapter module and registering it here."""
 
-from app.providers.asterisk import AsteriskEndpoint
+from app.providers.asterisk.endpoint import AsteriskEndpoint
 from app.providers.base import ProviderAdapter
 from app.providers.dialing import Dialer
 from app.providers.media import MediaEndpoint
-from app.providers.plivo import PlivoAdapter
-from app.providers.plivo_dialer import PlivoDialer
-from app.providers.plivo_simulator import PlivoSimulator
+from app.providers.plivo.adapter import PlivoAdapter
+from app.providers.plivo.dialer import PlivoDialer
+from app.providers.plivo.simulator import PlivoSimulator
 from app.providers.simulator import Simulator
-from app.providers.telnyx import TelnyxAdapter
-from app.providers.telnyx_dialer import TelnyxDialer
-from app.providers.telnyx_simulator import TelnyxSimulator
-from app.providers.twilio import TwilioAdapter
-from app.providers.twilio_dialer import TwilioDialer
-from app.providers.twilio_simulator import TwilioSimulator
-from app.providers.vonage import VonageAdapter
+from app.providers.telnyx.adapter import TelnyxAdapter
+from app.providers.telnyx.dialer import TelnyxDialer
+from app.providers.telnyx.simulator import TelnyxSimulator
+from app.providers.twilio.adapter import TwilioAdapter
+from app.providers.twilio.dialer import TwilioDialer
+from app.providers.twilio.simulator import TwilioSimulator
+from app.providers.vonage.adapter import VonageAdapter
 from app.settings import Settings
 from app.store import MemoryStore, Store
 

@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from app.providers import SIMULATORS, build_adapters
 from app.providers.base import SignatureError, WebhookRequest
 from app.providers.simulator import AnswerKind, SimulatedWebhook, Simulator, SimulatorError
-from app.providers.telnyx_simulator import TelnyxSimulator
+from app.providers.telnyx.simulator import TelnyxSimulator
 from tests.conftest import (
     BASE_URL,
     CALLED,

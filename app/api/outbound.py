@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import read_body, webhook_request
 from app.auth import matches_any
-from app.outbound import (
+from app.outbound.flow import (
     OutboundCallRequest,
     OutboundCalls,
     OutboundError,

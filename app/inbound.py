@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.calls import build_call_body, create_call
 from app.dedupe import CallDeduplicator, Created
 from app.providers.base import (
     Answer,
@@ -22,6 +21,7 @@ from app.providers.base import (
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
 from app.settings import Settings
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
+from app.ultravox_request import build_call_body, create_call
 
 logger = logging.getLogger("app.bridge")
 

@@ -18,8 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.bridge import Bridge
-from app.calls import build_call_body, create_call
+from app.inbound import Bridge
 from app.phone import to_e164
 from app.providers import DIALERS
 from app.providers.base import InboundCall
@@ -34,6 +33,7 @@ from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingT
 from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
+from app.ultravox_request import build_call_body, create_call
 
 logger = logging.getLogger("app.outbound")
 

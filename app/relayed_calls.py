@@ -3,11 +3,11 @@
 import logging
 from typing import Any
 
-from app.bridge import Bridge
-from app.calls import build_call_body, create_call
+from app.inbound import Bridge
 from app.providers.base import InboundCall
 from app.routing import RejectTarget
 from app.ultravox import UltravoxCall, UltravoxError
+from app.ultravox_request import build_call_body, create_call
 
 logger = logging.getLogger("app.relay")
 

@@ -1,0 +1,1 @@
+"""`ultravox-bridge simulate`."""
