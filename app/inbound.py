@@ -9,15 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
+from app.calltypes import Answer, FallbackPlan, InboundCall, WebhookError, WebhookRequest
 from app.dedupe import CallDeduplicator, Created
-from app.providers.base import (
-    Answer,
-    FallbackPlan,
-    InboundCall,
-    ProviderAdapter,
-    WebhookError,
-    WebhookRequest,
-)
+from app.providers.base import ProviderAdapter
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
 from app.settings import Settings
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError

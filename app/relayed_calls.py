@@ -3,8 +3,8 @@
 import logging
 from typing import Any
 
+from app.calltypes import InboundCall
 from app.inbound import Bridge
-from app.providers.base import InboundCall
 from app.routing import RejectTarget
 from app.ultravox import UltravoxCall, UltravoxError
 from app.ultravox_request import build_call_body, create_call

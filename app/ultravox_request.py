@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from app.providers.base import InboundCall
+from app.calltypes import InboundCall
 from app.routing import AgentTarget, InlineTarget
 from app.ultravox import UltravoxCall, UltravoxClient
 

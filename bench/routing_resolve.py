@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from app.providers.base import InboundCall
+from app.calltypes import InboundCall
 from app.routing import load_routing_table
 from app.settings import Settings
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.calltypes import FallbackPlan, InboundCall
 from app.outbound.flow import (
     InvalidOutboundRequest,
     OutboundCallRequest,
@@ -16,7 +17,6 @@ from app.outbound.flow import (
     outbound_call_body,
     outbound_target,
 )
-from app.providers.base import FallbackPlan, InboundCall
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.routing.table import Rule
 from app.settings import ConfigError, load_settings

@@ -16,10 +16,10 @@ import pytest
 import respx
 import uvicorn
 
+from app.calltypes import FallbackPlan
 from app.cli import main
 from app.main import create_app
 from app.providers import SIMULATORS
-from app.providers.base import FallbackPlan
 from app.providers.plivo.simulator import PlivoSimulator
 from app.providers.simulator import SimulatorSettings
 from app.providers.telnyx.simulator import TelnyxSimulator

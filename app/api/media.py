@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response, WebSocket
 
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import webhook_request
+from app.calltypes import InboundCall, WebhookError, WebhookRequest
 from app.inbound import Bridge
-from app.providers.base import InboundCall, WebhookError, WebhookRequest
 from app.providers.media import CallEvents, MediaEndpoint
 from app.relay.relay import Relay
 from app.relayed_calls import create_relayed_call

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import read_body, webhook_request
 from app.auth import matches_any
+from app.calltypes import WebhookError
 from app.outbound.flow import (
     OutboundCallRequest,
     OutboundCalls,
@@ -19,7 +20,6 @@ from app.outbound.flow import (
     PendingAnswer,
     pending_key,
 )
-from app.providers.base import WebhookError
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall
 

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import BridgeDep, SettingsDep
+from app.calltypes import Answer, WebhookError, WebhookRequest
 from app.inbound import Bridge
-from app.providers.base import Answer, WebhookError, WebhookRequest
 from app.settings import Settings
 
 router = APIRouter(tags=["webhooks"])

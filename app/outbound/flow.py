@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.calltypes import InboundCall
 from app.inbound import Bridge
 from app.phone import to_e164
 from app.providers import DIALERS
-from app.providers.base import InboundCall
 from app.providers.dialing import (
     Dialer,
     DialNotSent,

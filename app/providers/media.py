@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket
 
-from app.providers.base import InboundCall, WebhookError, WebhookRequest
+from app.calltypes import InboundCall, WebhookError, WebhookRequest
 from app.relay.platform import PlatformMedia
 from app.relay.relay import CallIds
 from app.settings import Settings

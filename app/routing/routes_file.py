@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from app.providers.base import FallbackPlan
+from app.calltypes import FallbackPlan
 from app.routing.placeholders import compile_value
 from app.routing.schema import (
     BRIDGE_FIELDS,

@@ -4,7 +4,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.providers.base import FallbackPlan, InboundCall
+from app.calltypes import FallbackPlan, InboundCall
 from app.routing.placeholders import Template
 from app.settings import Settings
 

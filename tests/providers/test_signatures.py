@@ -8,7 +8,7 @@ import pytest
 from nacl.signing import SigningKey
 from twilio.request_validator import RequestValidator
 
-from app.providers.base import SignatureError, WebhookRequest
+from app.calltypes import SignatureError, WebhookRequest
 from app.providers.plivo.adapter import PlivoAdapter
 from app.providers.telnyx.adapter import TelnyxAdapter
 from app.providers.twilio.adapter import TwilioAdapter

@@ -12,8 +12,8 @@ from nacl.signing import VerifyKey
 from plivo.utils.signature_v3 import validate_v3_signature
 from twilio.request_validator import RequestValidator
 
+from app.calltypes import SignatureError, WebhookRequest
 from app.providers import SIMULATORS, build_adapters
-from app.providers.base import SignatureError, WebhookRequest
 from app.providers.simulator import AnswerKind, SimulatedWebhook, Simulator, SimulatorError
 from app.providers.telnyx.simulator import TelnyxSimulator
 from tests.conftest import (

@@ -15,8 +15,9 @@ import logging
 from starlette.websockets import WebSocket
 
 from app.auth import matches_any
+from app.calltypes import InboundCall, WebhookRequest
 from app.phone import to_e164
-from app.providers.base import InboundCall, WebhookRequest, single_values
+from app.providers.base import single_values
 from app.providers.media import (
     Admission,
     MediaEndpoint,

@@ -9,16 +9,8 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from app.providers.base import (
-    Answer,
-    FallbackPlan,
-    InboundCall,
-    ProviderAdapter,
-    SignatureError,
-    WebhookRequest,
-    inbound_call,
-    single_values,
-)
+from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
+from app.providers.base import ProviderAdapter, inbound_call, single_values
 from app.settings import Settings
 from app.ultravox import UltravoxCall
 

@@ -7,16 +7,8 @@ from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from app.providers.base import (
-    Answer,
-    FallbackPlan,
-    InboundCall,
-    ProviderAdapter,
-    SignatureError,
-    WebhookRequest,
-    inbound_call,
-    single_values,
-)
+from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
+from app.providers.base import ProviderAdapter, inbound_call, single_values
 from app.settings import Settings
 from app.ultravox import UltravoxCall
 

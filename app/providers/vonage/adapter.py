@@ -12,18 +12,16 @@ from typing import Any
 import jwt
 from starlette.websockets import WebSocket
 
-from app.providers.base import (
+from app.calltypes import (
     Answer,
     FallbackPlan,
     InboundCall,
     MalformedWebhook,
-    ProviderAdapter,
     ProviderNotConfigured,
     SignatureError,
     WebhookRequest,
-    inbound_call,
-    single_values,
 )
+from app.providers.base import ProviderAdapter, inbound_call, single_values
 from app.providers.media import (
     Admission,
     CallEvents,
