@@ -12,6 +12,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.providers import DIALERS
 from app.settings import describe_validation_error
 
 # Placing a call waits for Ultravox and then the provider, each within its own deadline.
@@ -34,7 +35,9 @@ def add_call_command(commands: "argparse._SubParsersAction[argparse.ArgumentPars
         description="Asks a running ultravox-bridge to phone NUMBER; the agent of the route for "
         "the caller number (or --agent-id / --route) talks once the callee answers.",
     )
-    call.add_argument("--provider", required=True, metavar="P", help="twilio, telnyx or plivo")
+    *others, last = [dialer.name for dialer in DIALERS]
+    providers = f"{', '.join(others)} or {last}"
+    call.add_argument("--provider", required=True, metavar="P", help=providers)
     call.add_argument(
         "--to", required=True, metavar="NUMBER", help="the number to call, E.164 (+15005550006)"
     )

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from app.call_command import add_call_command
-from app.settings import ConfigError, load_settings
+from app.config import load_settings
+from app.settings import ConfigError
 from app.simulate import command as simulate
 
 

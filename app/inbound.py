@@ -13,7 +13,7 @@ from app.calltypes import Answer, FallbackPlan, InboundCall, WebhookError, Webho
 from app.dedupe import CallDeduplicator, Created
 from app.providers.base import ProviderAdapter
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 from app.ultravox_request import build_call_body, create_call
 
@@ -43,7 +43,7 @@ class Bridge:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ServiceSettings,
         adapters: dict[str, ProviderAdapter],
         routing: RoutingTable,
         ultravox: UltravoxClient,

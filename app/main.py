@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import health, media, metrics, outbound, webhooks
 from app.api.request_id import RequestIdMiddleware
+from app.config import Settings, load_settings
 from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
 from app.inbound import Bridge
@@ -18,7 +19,7 @@ from app.outbound.flow import OutboundCalls
 from app.providers import build_adapters, build_media_endpoints
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
-from app.settings import Settings, load_settings
+from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
 
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     return app
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: ServiceSettings) -> Store:
     """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
     if settings.redis_url is None:
         return MemoryStore()
@@ -89,14 +90,14 @@ def build_store(settings: Settings) -> Store:
     )
 
 
-def _call_source(settings: Settings) -> str:
+def _call_source(settings: ServiceSettings) -> str:
     """What decides each call: the routes file, or the environment's one agent or inline call."""
     if settings.routes_file is not None:
         return "routes file"
     return "agent" if settings.ultravox_agent_id else "inline"
 
 
-def _log_startup(settings: Settings, bridge: Bridge) -> None:
+def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
     ready = sorted(name for name, adapter in bridge.adapters.items() if adapter.ready)
     waiting = sorted(name for name, adapter in bridge.adapters.items() if not adapter.ready)
     logger.info(
@@ -127,11 +128,10 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
     if not ready:
+        *others, last = [adapter.secret_setting for adapter in bridge.adapters.values()]
         logger.warning(
             "startup.no_provider_ready",
-            extra={
-                "fields": {"hint": "set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY or PLIVO_AUTH_TOKEN"}
-            },
+            extra={"fields": {"hint": f"set {', '.join(others)} or {last}"}},
         )
 
 

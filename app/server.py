@@ -20,7 +20,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class DrainingServer(uvicorn.Server):
         return True
 
 
-def serve(app: FastAPI, settings: Settings) -> None:
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run `app` on the configured host and port until SIGTERM or SIGINT."""
     config = uvicorn.Config(
         app,

@@ -20,6 +20,8 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Errors raised before the request reached Ultravox, so a retry cannot create a second call.
 # A read timeout is not among them: Ultravox may have created the call already.
 RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Call fields an agent call cannot override: they are the agent's.
+AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
 
 
 class UltravoxError(Exception):

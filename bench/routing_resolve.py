@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from app.calltypes import InboundCall
+from app.config import Settings
 from app.routing import load_routing_table
-from app.settings import Settings
 
 RESOLVES = 200_000
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.settings import Settings
+from app.config import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "routes.example.yaml"
 

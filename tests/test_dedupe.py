@@ -10,8 +10,9 @@ import pytest
 import respx
 from prometheus_client import REGISTRY
 
+from app.config import Settings, load_settings
 from app.redis_store import RedisStore
-from app.settings import ConfigError, Settings, load_settings
+from app.settings import ConfigError
 from tests.conftest import (
     API_KEY,
     JOIN_URL,

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from app.calltypes import FallbackPlan, InboundCall
+from app.config import load_settings
 from app.outbound.flow import (
     InvalidOutboundRequest,
     OutboundCallRequest,
@@ -19,7 +20,7 @@ from app.outbound.flow import (
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.routing.table import Rule
-from app.settings import ConfigError, load_settings
+from app.settings import ConfigError
 from tests.conftest import AGENT_ID, make_settings
 
 OUR_NUMBER = "+15005550001"
@@ -146,7 +147,7 @@ def test_api_tokens_are_comma_separated() -> None:
 START_UP = r"""
 import asyncio, json, sys
 from app.main import create_app
-from app.settings import Settings
+from app.config import Settings
 
 values = json.loads(sys.argv[1])
 app = create_app(Settings(_env_file=None, ultravox_api_key="k", **values))

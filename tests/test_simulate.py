@@ -18,14 +18,14 @@ import uvicorn
 
 from app.calltypes import FallbackPlan
 from app.cli import main
+from app.config import Settings
 from app.main import create_app
 from app.providers import SIMULATORS
 from app.providers.plivo.simulator import PlivoSimulator
-from app.providers.simulator import SimulatorSettings
 from app.providers.telnyx.simulator import TelnyxSimulator
 from app.routing import RejectTarget, Route, RoutingTable
-from app.settings import Settings
 from app.simulate.command import Simulation, render, simulate
+from app.simulate.settings import SimulatorSettings
 from tests.conftest import (
     BASE_URL,
     CALLED,

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.inbound import Bridge
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 
 # `async def`: FastAPI runs a plain `def` dependency in a worker thread, two thread hops per
@@ -15,10 +15,10 @@ async def get_bridge(request: Request) -> Bridge:
     return bridge
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+async def get_settings(request: Request) -> ServiceSettings:
+    settings: ServiceSettings = request.app.state.settings
     return settings
 
 
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]

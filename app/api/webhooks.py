@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import BridgeDep, SettingsDep
 from app.calltypes import Answer, WebhookError, WebhookRequest
 from app.inbound import Bridge
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 router = APIRouter(tags=["webhooks"])
 
@@ -65,7 +65,7 @@ async def _serve(
     provider: str,
     request: Request,
     bridge: Bridge,
-    settings: Settings,
+    settings: ServiceSettings,
     answer: Callable[[str, WebhookRequest], Awaitable[Answer]],
 ) -> Response:
     started = time.perf_counter()

@@ -30,9 +30,9 @@ from app.providers.dialing import (
     OutboundCall,
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
-from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
+from app.settings import E164, ServiceSettings
 from app.store import Store, StoreError
-from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
+from app.ultravox import AGENT_FORBIDDEN_FIELDS, UltravoxCall, UltravoxError, UltravoxHTTPError
 from app.ultravox_request import build_call_body, create_call
 
 logger = logging.getLogger("app.outbound")
@@ -216,7 +216,7 @@ def outbound_call_body(
     target: AgentTarget | InlineTarget,
     call: InboundCall,
     medium: dict[str, Any],
-    settings: Settings,
+    settings: ServiceSettings,
     metadata: dict[str, str],
 ) -> dict[str, Any]:
     """The Ultravox request for an outbound call: the inbound body, with the callee speaking
@@ -234,7 +234,7 @@ class OutboundCalls:
     blocking SDK requests, apart from the event loop's default pool (which also resolves DNS for
     inbound webhooks' Ultravox requests)."""
 
-    def __init__(self, settings: Settings, dialer_classes: tuple[type[Dialer], ...]) -> None:
+    def __init__(self, settings: ServiceSettings, dialer_classes: tuple[type[Dialer], ...]) -> None:
         self._settings = settings
         self._executor = ThreadPoolExecutor(DIAL_THREADS, thread_name_prefix="dial")
         self._classes = {cls.name: cls for cls in dialer_classes}
@@ -257,7 +257,7 @@ class OutboundCalls:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "OutboundCalls | None":
+    def from_settings(cls, settings: ServiceSettings) -> "OutboundCalls | None":
         """The outbound service, or None when no API token enables it (no SDK is loaded)."""
         return cls(settings, DIALERS) if settings.bridge_api_tokens else None
 

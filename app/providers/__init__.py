@@ -1,34 +1,41 @@
-"""Telephony providers. Adding one means writing its adapter module and registering it here."""
+"""Telephony providers: one package each, and the registry below, the one list of them.
 
-from app.providers.asterisk.endpoint import AsteriskEndpoint
+Adding a provider means writing its package (`app/providers/<name>/`, whose `SPEC` says what it
+offers) and adding it to `PROVIDERS`. Everything that enumerates providers (the settings, the
+webhook and media routes, readiness, routing's provider names, `simulate`, `call`, the start-up
+hint) reads these tuples.
+"""
+
+from app.providers import asterisk, plivo, telnyx, twilio, vonage
 from app.providers.base import ProviderAdapter
 from app.providers.dialing import Dialer
 from app.providers.media import MediaEndpoint
-from app.providers.plivo.adapter import PlivoAdapter
-from app.providers.plivo.dialer import PlivoDialer
-from app.providers.plivo.simulator import PlivoSimulator
 from app.providers.simulator import Simulator
-from app.providers.telnyx.adapter import TelnyxAdapter
-from app.providers.telnyx.dialer import TelnyxDialer
-from app.providers.telnyx.simulator import TelnyxSimulator
-from app.providers.twilio.adapter import TwilioAdapter
-from app.providers.twilio.dialer import TwilioDialer
-from app.providers.twilio.simulator import TwilioSimulator
-from app.providers.vonage.adapter import VonageAdapter
-from app.settings import Settings
+from app.providers.spec import ProviderSpec
+from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 
-ADAPTERS: tuple[type[ProviderAdapter], ...] = (
-    TwilioAdapter,
-    TelnyxAdapter,
-    PlivoAdapter,
-    VonageAdapter,
+PROVIDERS: tuple[ProviderSpec, ...] = (
+    twilio.SPEC,
+    telnyx.SPEC,
+    plivo.SPEC,
+    vonage.SPEC,
+    asterisk.SPEC,
+)
+
+PROVIDER_NAMES = tuple(spec.name for spec in PROVIDERS)
+ADAPTERS: tuple[type[ProviderAdapter], ...] = tuple(
+    spec.adapter for spec in PROVIDERS if spec.adapter is not None
 )
 # Providers with a media socket but no webhook (the PBX announces the call on the socket).
-MEDIA_ONLY_ENDPOINTS: tuple[type[MediaEndpoint], ...] = (AsteriskEndpoint,)
+MEDIA_ONLY_ENDPOINTS: tuple[type[MediaEndpoint], ...] = tuple(
+    spec.media_endpoint for spec in PROVIDERS if spec.media_endpoint is not None
+)
 
 
-def build_adapters(settings: Settings, store: Store | None = None) -> dict[str, ProviderAdapter]:
+def build_adapters(
+    settings: ServiceSettings, store: Store | None = None
+) -> dict[str, ProviderAdapter]:
     """One adapter per registered provider, keyed by the name used in its URLs. `store` holds
     sessions between a relayed provider's webhook and its media socket (the app's shared one)."""
     store = store if store is not None else MemoryStore()
@@ -36,7 +43,7 @@ def build_adapters(settings: Settings, store: Store | None = None) -> dict[str, 
 
 
 def build_media_endpoints(
-    settings: Settings, adapters: dict[str, ProviderAdapter]
+    settings: ServiceSettings, adapters: dict[str, ProviderAdapter]
 ) -> dict[str, MediaEndpoint]:
     """The media socket endpoints, keyed by provider name: the webhook adapters that relay
     media themselves, plus the media-only ones."""
@@ -49,11 +56,13 @@ def build_media_endpoints(
     return endpoints
 
 
-# What `ultravox-bridge simulate` sends for each provider: a module beside each adapter.
+# What `ultravox-bridge simulate` sends for each provider that has a simulator.
 SIMULATORS: dict[str, type[Simulator]] = {
-    cls.name: cls for cls in (TwilioSimulator, TelnyxSimulator, PlivoSimulator)
+    spec.name: spec.simulator for spec in PROVIDERS if spec.simulator is not None
 }
 
 # Outbound calling: the providers that can place calls. Each dialer imports its heavy SDK client
 # only when it is built, which happens only when outbound calling is configured.
-DIALERS: tuple[type[Dialer], ...] = (TwilioDialer, TelnyxDialer, PlivoDialer)
+DIALERS: tuple[type[Dialer], ...] = tuple(
+    spec.dialer for spec in PROVIDERS if spec.dialer is not None
+)

@@ -19,7 +19,7 @@ from app.calltypes import (
     WebhookRequest,
 )
 from app.phone import to_e164
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.store import Store
 from app.ultravox import UltravoxCall
 
@@ -64,12 +64,14 @@ class ProviderAdapter(ABC):
     fail fast there, not per call, when their configuration is unusable."""
 
     name: ClassVar[str]
+    # The setting whose secret verifies this provider's webhooks.
+    secret_setting: ClassVar[str]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         self.verify_signatures = settings.verify_signatures
 
     @classmethod
-    def build(cls, settings: Settings, store: Store) -> "ProviderAdapter":
+    def build(cls, settings: ServiceSettings, store: Store) -> "ProviderAdapter":
         """The adapter for the application. Adapters that keep call sessions between the
         webhook and the media socket (relayed providers) override it to take the shared store."""
         return cls(settings)

@@ -13,7 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 T = TypeVar("T")
 
@@ -92,17 +92,17 @@ class Dialer(ABC):
     # Whether the provider fetches the stream instructions from an answer URL on this service.
     needs_answer_url: ClassVar[bool] = False
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: ServiceSettings, executor: Executor) -> None:
         self._executor = executor
 
     @staticmethod
     @abstractmethod
-    def missing_settings(settings: Settings) -> list[str]:
+    def missing_settings(settings: ServiceSettings) -> list[str]:
         """The settings this dialer needs that are not set; empty when it can be built."""
 
     @staticmethod
     @abstractmethod
-    def default_from(settings: Settings) -> str | None:
+    def default_from(settings: ServiceSettings) -> str | None:
         """The caller number used when a request gives none."""
 
     @abstractmethod

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket
 from app.calltypes import InboundCall, WebhookError, WebhookRequest
 from app.relay.platform import PlatformMedia
 from app.relay.relay import CallIds
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
 # Creates the Ultravox call for a socket that arrived without a webhook before it (Asterisk);
@@ -52,7 +52,7 @@ class MediaEndpoint(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         """Endpoints are built once at start-up from the settings (media-only ones by the
         registry in app/providers/__init__.py); subclasses read what they need."""
 

@@ -18,11 +18,9 @@ from pydantic import (
 )
 
 from app.phone import to_e164
-from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
 from app.settings import E164
 
-PROVIDER_NAMES = tuple(a.name for a in ADAPTERS) + tuple(e.name for e in MEDIA_ONLY_ENDPOINTS)
 # Inline fields whose text may hold placeholders.
 TEMPLATED_FIELDS = ("systemPrompt", "timeExceededMessage", "initialMessages", "inactivityMessages")
 # Fields the bridge sets itself, whatever the route says.
@@ -169,7 +167,8 @@ class NumberRoute(RouteTarget):
     @field_validator("provider")
     @classmethod
     def _provider(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known: Collection[str] = (info.context or {}).get("providers", PROVIDER_NAMES)
+        # The registered providers, given by load_routing_table from the settings.
+        known: Collection[str] = (info.context or {}).get("providers", ())
         if value is not None and value not in known:
             raise ValueError(f"{value!r} is not a provider; use one of {', '.join(known)}")
         return value

@@ -2,7 +2,7 @@
 new call, signed as the provider signs it, and say whether a real call would reach Ultravox.
 
 The provider specifics (fields, signing, XML dialect) come from the provider's simulator in
-`app/providers/`; this module builds the request, sends it, and explains the answer.
+`app/providers/<name>/`; this module builds the request, sends it, and explains the answer.
 """
 
 import argparse
@@ -24,9 +24,9 @@ from app.providers.simulator import (
     SimulatedWebhook,
     Simulator,
     SimulatorError,
-    SimulatorSettings,
 )
 from app.settings import describe_validation_error
+from app.simulate.settings import SimulatorSettings
 
 DEFAULT_FROM = "+15005550006"
 DEFAULT_TO = "+15005550001"

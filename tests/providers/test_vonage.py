@@ -10,8 +10,9 @@ import pytest
 import respx
 import websockets
 
+from app.config import Settings
 from app.relay.medium import server_websocket_medium
-from app.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from app.settings import DEFAULT_SYSTEM_PROMPT
 from tests.conftest import (
     CALLED,
     CALLER,

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from app.auth import matches_any
 from app.calltypes import InboundCall, WebhookRequest
 from app.phone import to_e164
+from app.providers.asterisk.options import AsteriskOptions
 from app.providers.base import single_values
 from app.providers.media import (
     Admission,
@@ -35,7 +36,7 @@ from app.relay.platform import (
     PlatformMedia,
 )
 from app.relay.relay import CallIds
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 logger = logging.getLogger("app.providers.asterisk")
 
@@ -123,8 +124,9 @@ class AsteriskMedia(PlatformMedia):
 class AsteriskEndpoint(MediaEndpoint):
     name = "asterisk"
 
-    def __init__(self, settings: Settings) -> None:
-        self._tokens = [token.get_secret_value().encode() for token in settings.asterisk_token]
+    def __init__(self, settings: ServiceSettings) -> None:
+        options = AsteriskOptions.of(settings)
+        self._tokens = [token.get_secret_value().encode() for token in options.asterisk_token]
         self._media_idle_timeout = settings.relay_media_idle_timeout
 
     def subprotocol(self, offered: list[str]) -> str | None:

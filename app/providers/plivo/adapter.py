@@ -7,7 +7,8 @@ from typing import Any
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
 from app.providers.base import ProviderAdapter, inbound_call, single_values
-from app.settings import Settings
+from app.providers.plivo.options import PlivoOptions
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
 PLIVO_XML = "application/xml"
@@ -60,11 +61,13 @@ def _signed_params(request: WebhookRequest) -> dict[str, Any]:
 
 class PlivoAdapter(ProviderAdapter):
     name = "plivo"
+    secret_setting = "PLIVO_AUTH_TOKEN"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         super().__init__(settings)
-        self._tokens = [token.get_secret_value() for token in settings.plivo_auth_token]
-        self._content_type = settings.plivo_stream_content_type
+        options = PlivoOptions.of(settings)
+        self._tokens = [token.get_secret_value() for token in options.plivo_auth_token]
+        self._content_type = options.plivo_stream_content_type
         if self.ready:
             _builders()  # at start-up, so that no caller waits for the SDK's import
 

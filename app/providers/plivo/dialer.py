@@ -16,19 +16,21 @@ from app.providers.dialing import (
     PerThreadClients,
     never_sent,
 )
-from app.settings import Settings
+from app.providers.plivo.options import PlivoOptions
+from app.settings import ServiceSettings
 
 
 class PlivoDialer(Dialer):
     name = "plivo"
     needs_answer_url = True
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: ServiceSettings, executor: Executor) -> None:
         super().__init__(settings, executor)
+        options = PlivoOptions.of(settings)
         import plivo  # only when outbound calling is configured: the SDK loads requests too
 
-        auth_id = settings.plivo_auth_id or ""
-        auth_token = settings.plivo_auth_token[0].get_secret_value()
+        auth_id = options.plivo_auth_id or ""
+        auth_token = options.plivo_auth_token[0].get_secret_value()
 
         def new_client() -> Any:
             return plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
@@ -36,15 +38,17 @@ class PlivoDialer(Dialer):
         self._clients = PerThreadClients(new_client, lambda client: client.session.close())
 
     @staticmethod
-    def missing_settings(settings: Settings) -> list[str]:
-        missing = [] if settings.plivo_auth_id else ["PLIVO_AUTH_ID"]
-        missing += [] if settings.plivo_auth_token else ["PLIVO_AUTH_TOKEN"]
+    def missing_settings(settings: ServiceSettings) -> list[str]:
+        options = PlivoOptions.of(settings)
+        missing = [] if options.plivo_auth_id else ["PLIVO_AUTH_ID"]
+        missing += [] if options.plivo_auth_token else ["PLIVO_AUTH_TOKEN"]
         # Plivo fetches the call's instructions from this service once the callee answers.
         return missing + ([] if settings.public_base_url else ["PUBLIC_BASE_URL"])
 
     @staticmethod
-    def default_from(settings: Settings) -> str | None:
-        return settings.plivo_from_number
+    def default_from(settings: ServiceSettings) -> str | None:
+        options = PlivoOptions.of(settings)
+        return options.plivo_from_number
 
     async def dial(self, call: OutboundCall) -> Dialed:
         if call.answer_url is None:

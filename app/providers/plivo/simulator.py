@@ -14,9 +14,7 @@ from app.providers.simulator import (
     HttpMethod,
     Simulator,
     SimulatorError,
-    SimulatorSettings,
     fallback_reading,
-    first_of_rotation,
     unexpected,
 )
 
@@ -33,10 +31,6 @@ class PlivoSimulator(Simulator):
         if not auth_token:
             raise SimulatorError("PLIVO_AUTH_TOKEN is empty")
         self._token = auth_token.encode()
-
-    @classmethod
-    def secret_from(cls, settings: SimulatorSettings) -> str | None:
-        return first_of_rotation(settings.plivo_auth_token)
 
     def fields(self, from_number: str, to_number: str) -> dict[str, str]:
         return {

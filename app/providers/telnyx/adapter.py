@@ -11,7 +11,8 @@ from nacl.signing import VerifyKey
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
 from app.providers.base import ProviderAdapter, inbound_call, single_values
-from app.settings import Settings
+from app.providers.telnyx.options import TelnyxOptions
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
 TEXML = "text/xml"
@@ -25,15 +26,16 @@ def _texml(response: ET.Element) -> Answer:
 
 class TelnyxAdapter(ProviderAdapter):
     name = "telnyx"
+    secret_setting = "TELNYX_PUBLIC_KEY"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         super().__init__(settings)
+        options = TelnyxOptions.of(settings)
         self._keys = [
-            VerifyKey(base64.b64decode(key.get_secret_value()))
-            for key in settings.telnyx_public_key
+            VerifyKey(base64.b64decode(key.get_secret_value())) for key in options.telnyx_public_key
         ]
-        self._codec = settings.telnyx_stream_codec
-        self._sampling_rate = str(settings.telnyx_stream_sampling_rate)
+        self._codec = options.telnyx_stream_codec
+        self._sampling_rate = str(options.telnyx_stream_sampling_rate)
 
     @property
     def has_secrets(self) -> bool:

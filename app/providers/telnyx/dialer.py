@@ -15,7 +15,8 @@ from app.providers.dialing import (
     DialUncertain,
     OutboundCall,
 )
-from app.settings import Settings
+from app.providers.telnyx.options import TelnyxOptions
+from app.settings import ServiceSettings
 
 TELNYX_API_URL = "https://api.telnyx.com/v2"
 
@@ -37,31 +38,34 @@ def telnyx_error_message(body: object, fallback: str) -> str:
 class TelnyxDialer(Dialer):
     name = "telnyx"
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: ServiceSettings, executor: Executor) -> None:
         super().__init__(settings, executor)
+        options = TelnyxOptions.of(settings)
         # Imported here, not at module level: importing the SDK takes over a second.
         import telnyx
 
         self._telnyx = telnyx
         # No retries: a repeated dial after a lost answer would ring the callee twice.
         self._client = telnyx.AsyncTelnyx(
-            api_key=settings.telnyx_api_key.get_secret_value() if settings.telnyx_api_key else "",
+            api_key=options.telnyx_api_key.get_secret_value() if options.telnyx_api_key else "",
             base_url=TELNYX_API_URL,
             timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS,
             max_retries=0,
         )
-        self._connection_id = settings.telnyx_connection_id or ""
-        self._codec: Any = settings.telnyx_stream_codec
-        self._sampling_rate: Any = settings.telnyx_stream_sampling_rate
+        self._connection_id = options.telnyx_connection_id or ""
+        self._codec: Any = options.telnyx_stream_codec
+        self._sampling_rate: Any = options.telnyx_stream_sampling_rate
 
     @staticmethod
-    def missing_settings(settings: Settings) -> list[str]:
-        missing = [] if settings.telnyx_api_key else ["TELNYX_API_KEY"]
-        return missing + ([] if settings.telnyx_connection_id else ["TELNYX_CONNECTION_ID"])
+    def missing_settings(settings: ServiceSettings) -> list[str]:
+        options = TelnyxOptions.of(settings)
+        missing = [] if options.telnyx_api_key else ["TELNYX_API_KEY"]
+        return missing + ([] if options.telnyx_connection_id else ["TELNYX_CONNECTION_ID"])
 
     @staticmethod
-    def default_from(settings: Settings) -> str | None:
-        return settings.telnyx_from_number
+    def default_from(settings: ServiceSettings) -> str | None:
+        options = TelnyxOptions.of(settings)
+        return options.telnyx_from_number
 
     async def dial(self, call: OutboundCall) -> Dialed:
         try:

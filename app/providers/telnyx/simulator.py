@@ -19,9 +19,7 @@ from app.providers.simulator import (
     KeyPair,
     Simulator,
     SimulatorError,
-    SimulatorSettings,
     fallback_reading,
-    first_of_rotation,
     unexpected,
 )
 
@@ -55,10 +53,6 @@ class TelnyxSimulator(Simulator):
     def __init__(self, private_key: str, clock: Callable[[], float] = time.time) -> None:
         self._key = _signing_key(private_key)
         self._clock = clock
-
-    @classmethod
-    def secret_from(cls, settings: SimulatorSettings) -> str | None:
-        return first_of_rotation(settings.telnyx_private_key)
 
     @classmethod
     def make_key_pair(cls) -> KeyPair:

@@ -9,7 +9,8 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
 from app.providers.base import ProviderAdapter, inbound_call, single_values
-from app.settings import Settings
+from app.providers.twilio.options import TwilioOptions
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
 TWIML = "text/xml"
@@ -24,11 +25,13 @@ def _twiml(response: VoiceResponse) -> Answer:
 
 class TwilioAdapter(ProviderAdapter):
     name = "twilio"
+    secret_setting = "TWILIO_AUTH_TOKEN"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         super().__init__(settings)
+        options = TwilioOptions.of(settings)
         self._validators = [
-            RequestValidator(token.get_secret_value()) for token in settings.twilio_auth_token
+            RequestValidator(token.get_secret_value()) for token in options.twilio_auth_token
         ]
 
     @property

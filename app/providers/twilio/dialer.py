@@ -17,7 +17,8 @@ from app.providers.dialing import (
     PerThreadClients,
     never_sent,
 )
-from app.settings import Settings
+from app.providers.twilio.options import TwilioOptions
+from app.settings import ServiceSettings
 
 
 def stream_twiml(join_url: str) -> str:
@@ -32,14 +33,15 @@ def stream_twiml(join_url: str) -> str:
 class TwilioDialer(Dialer):
     name = "twilio"
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: ServiceSettings, executor: Executor) -> None:
         super().__init__(settings, executor)
+        options = TwilioOptions.of(settings)
         # Imported here, not at module level: only services that place calls pay for it.
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        account_sid = settings.twilio_account_sid or ""
-        auth_token = settings.twilio_auth_token[0].get_secret_value()
+        account_sid = options.twilio_account_sid or ""
+        auth_token = options.twilio_auth_token[0].get_secret_value()
 
         def new_client() -> Any:
             # An empty environment: the SDK would otherwise read TWILIO_* variables itself.
@@ -55,13 +57,15 @@ class TwilioDialer(Dialer):
         )
 
     @staticmethod
-    def missing_settings(settings: Settings) -> list[str]:
-        missing = [] if settings.twilio_account_sid else ["TWILIO_ACCOUNT_SID"]
-        return missing + ([] if settings.twilio_auth_token else ["TWILIO_AUTH_TOKEN"])
+    def missing_settings(settings: ServiceSettings) -> list[str]:
+        options = TwilioOptions.of(settings)
+        missing = [] if options.twilio_account_sid else ["TWILIO_ACCOUNT_SID"]
+        return missing + ([] if options.twilio_auth_token else ["TWILIO_AUTH_TOKEN"])
 
     @staticmethod
-    def default_from(settings: Settings) -> str | None:
-        return settings.twilio_from_number
+    def default_from(settings: ServiceSettings) -> str | None:
+        options = TwilioOptions.of(settings)
+        return options.twilio_from_number
 
     async def dial(self, call: OutboundCall) -> Dialed:
         return await self.run_blocking(lambda: self._create(call))

@@ -14,9 +14,7 @@ from app.providers.simulator import (
     HttpMethod,
     Simulator,
     SimulatorError,
-    SimulatorSettings,
     fallback_reading,
-    first_of_rotation,
     unexpected,
 )
 
@@ -38,10 +36,6 @@ class TwilioSimulator(Simulator):
         if not auth_token:
             raise SimulatorError("TWILIO_AUTH_TOKEN is empty")
         self._validator = RequestValidator(auth_token)
-
-    @classmethod
-    def secret_from(cls, settings: SimulatorSettings) -> str | None:
-        return first_of_rotation(settings.twilio_auth_token)
 
     def fields(self, from_number: str, to_number: str) -> dict[str, str]:
         return {

@@ -30,10 +30,11 @@ from app.providers.media import (
     SocketRefused,
     StartCall,
 )
+from app.providers.vonage.options import VonageOptions
 from app.relay.medium import server_websocket_medium
 from app.relay.platform import CallerAudio, Digit, PlatformEvent, PlatformMedia
 from app.relay.relay import CallIds
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.store import Store
 from app.ultravox import UltravoxCall
 
@@ -113,18 +114,20 @@ class VonageMedia(PlatformMedia):
 
 class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
     name = "vonage"
+    secret_setting = "VONAGE_SIGNATURE_SECRET"
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: ServiceSettings, store: Store) -> None:
         super().__init__(settings)
-        self._secrets = [secret.get_secret_value() for secret in settings.vonage_signature_secret]
-        self._sample_rate = settings.vonage_sample_rate
+        options = VonageOptions.of(settings)
+        self._secrets = [secret.get_secret_value() for secret in options.vonage_signature_secret]
+        self._sample_rate = options.vonage_sample_rate
         self._media_idle_timeout = settings.relay_media_idle_timeout
         self._public_base_url = settings.public_base_url
         self._media_origin = _websocket_origin(settings.public_base_url)
         self._store = store
 
     @classmethod
-    def build(cls, settings: Settings, store: Store) -> "VonageAdapter":
+    def build(cls, settings: ServiceSettings, store: Store) -> "VonageAdapter":
         return cls(settings, store)
 
     @property
