@@ -11,13 +11,10 @@ import pytest
 
 from app.calltypes import FallbackPlan, InboundCall
 from app.config import load_settings
-from app.outbound.flow import (
-    InvalidOutboundRequest,
-    OutboundCallRequest,
-    RouteRefusesCalls,
-    outbound_call_body,
-    outbound_target,
-)
+from app.outbound.body import outbound_call_body
+from app.outbound.errors import InvalidOutboundRequest, RouteRefusesCalls
+from app.outbound.request import OutboundCallRequest
+from app.outbound.target import outbound_target
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.routing.table import Rule
 from app.settings import ConfigError

@@ -24,7 +24,8 @@ from app.providers import SIMULATORS
 from app.providers.plivo.simulator import PlivoSimulator
 from app.providers.telnyx.simulator import TelnyxSimulator
 from app.routing import RejectTarget, Route, RoutingTable
-from app.simulate.command import Simulation, render, simulate
+from app.simulate.render import render
+from app.simulate.send import Simulation, simulate
 from app.simulate.settings import SimulatorSettings
 from tests.conftest import (
     BASE_URL,

@@ -13,13 +13,10 @@ from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import read_body, webhook_request
 from app.auth import matches_any
 from app.calltypes import WebhookError
-from app.outbound.flow import (
-    OutboundCallRequest,
-    OutboundCalls,
-    OutboundError,
-    PendingAnswer,
-    pending_key,
-)
+from app.outbound.errors import OutboundError
+from app.outbound.flow import OutboundCalls
+from app.outbound.pending import PendingAnswer, pending_key
+from app.outbound.request import OutboundCallRequest
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall
 

@@ -6,21 +6,28 @@ When the provider refuses, the waiting Ultravox call is deleted at once rather t
 its joinTimeout."""
 
 import contextlib
-import dataclasses
-import json
 import logging
 import secrets
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.calltypes import InboundCall
 from app.inbound import Bridge
-from app.phone import to_e164
+from app.outbound.body import outbound_call_body
+from app.outbound.errors import (
+    DialerNotConfigured,
+    InvalidOutboundRequest,
+    PendingCallNotKept,
+    ProviderNoAnswer,
+    ProviderRefused,
+    UltravoxBusy,
+    UltravoxCallFailed,
+)
+from app.outbound.pending import PendingAnswer, pending_key
+from app.outbound.request import OutboundCallRequest, PlacedCall
+from app.outbound.target import outbound_target
 from app.providers import DIALERS
 from app.providers.dialing import (
     Dialer,
@@ -29,204 +36,16 @@ from app.providers.dialing import (
     DialUncertain,
     OutboundCall,
 )
-from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
-from app.settings import E164, ServiceSettings
+from app.routing import AgentTarget, InlineTarget
+from app.settings import ServiceSettings
 from app.store import Store, StoreError
-from app.ultravox import AGENT_FORBIDDEN_FIELDS, UltravoxCall, UltravoxError, UltravoxHTTPError
-from app.ultravox_request import build_call_body, create_call
+from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
+from app.ultravox_request import create_call
 
 logger = logging.getLogger("app.outbound")
 
 # Threads for blocking SDK requests; more concurrent dials than this wait for a free thread.
 DIAL_THREADS = 8
-PENDING_KEY_PREFIX = "outbound:pending:"
-
-
-class OutboundError(Exception):
-    """A call that could not be placed; `status_code` is the HTTP answer, `details` extra
-    fields for the caller of the API."""
-
-    status_code = 400
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class InvalidOutboundRequest(OutboundError):
-    """The request names something that does not exist or cannot be combined."""
-
-    status_code = 422
-
-
-class RouteRefusesCalls(OutboundError):
-    """The route chosen for the caller number is set to reject calls."""
-
-    status_code = 403
-
-
-class DialerNotConfigured(OutboundError):
-    """The provider's outbound settings are missing; the message names them."""
-
-    status_code = 503
-
-
-class UltravoxCallFailed(OutboundError):
-    """Ultravox did not create the call; nothing was dialled."""
-
-    status_code = 502
-
-
-class UltravoxBusy(UltravoxCallFailed):
-    """Ultravox is rate-limiting or short of capacity: trying again later can work."""
-
-    status_code = 503
-
-
-class PendingCallNotKept(OutboundError):
-    """The shared store could not keep the call's answer for a provider that fetches it later;
-    nothing was dialled and the Ultravox call was ended. Trying again can work."""
-
-    status_code = 503
-
-
-class ProviderRefused(OutboundError):
-    """The provider refused the call; the Ultravox call was ended."""
-
-    status_code = 502
-
-
-class ProviderNoAnswer(OutboundError):
-    """The provider's answer never arrived: it may be dialling. The Ultravox call is kept and
-    ends by itself at its joinTimeout if nobody joins."""
-
-    status_code = 504
-
-
-class OutboundCallRequest(BaseModel):
-    """The body of `POST /calls`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    provider: str = Field(min_length=1)
-    to: str
-    from_: str | None = Field(default=None, alias="from")
-    route: str | None = Field(default=None, min_length=1)
-    agent_id: str | None = Field(default=None, alias="agentId", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    template_context: dict[str, Any] = Field(default_factory=dict, alias="templateContext")
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("to", "from_")
-    @classmethod
-    def _phone_number(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        number = to_e164(value)
-        if not E164.match(number):
-            raise ValueError("must be a phone number in E.164 form, such as +15005550006")
-        return number
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = sorted(key for key in value if key.startswith("ultravox."))
-        if reserved:
-            raise ValueError(f"keys starting with 'ultravox.' are Ultravox's: {reserved}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_override(self) -> "OutboundCallRequest":
-        if self.route and self.agent_id:
-            raise ValueError("give route or agentId, not both")
-        return self
-
-
-@dataclass(frozen=True)
-class PlacedCall:
-    """A call the provider is dialling, with its Ultravox call waiting for the answer."""
-
-    provider: str
-    to_number: str
-    from_number: str
-    ultravox_call_id: str
-    provider_call_id: str
-    state: str = "dialing"
-
-
-@dataclass(frozen=True)
-class PendingAnswer:
-    """What an answer-URL request needs to stream an answered call: kept in the store between
-    dialling and answering, so any replica can answer."""
-
-    ultravox_call_id: str
-    join_url: str
-
-    def dumps(self) -> str:
-        return json.dumps({"ultravoxCallId": self.ultravox_call_id, "joinUrl": self.join_url})
-
-    @classmethod
-    def loads(cls, value: str) -> "PendingAnswer":
-        data = json.loads(value)
-        return cls(ultravox_call_id=data["ultravoxCallId"], join_url=data["joinUrl"])
-
-
-def pending_key(provider: str, reference: str) -> str:
-    return f"{PENDING_KEY_PREFIX}{provider}:{reference}"
-
-
-def outbound_target(
-    routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
-) -> AgentTarget | InlineTarget:
-    """The Ultravox call definition: the route for our number (`call.to_number`) or the route
-    the request names, or the agent it names with that route's call fields; the request's
-    templateContext fills the agent's prompt."""
-    route = routing.resolve(call) if request.route is None else named_route(routing, request.route)
-    target: AgentTarget | InlineTarget | RejectTarget
-    if request.agent_id:
-        fields = (
-            {}
-            if route is None or isinstance(route.target, RejectTarget)
-            else route.target.call_fields
-        )
-        allowed = {k: v for k, v in fields.items() if k not in AGENT_FORBIDDEN_FIELDS}
-        target = AgentTarget(agent_id=request.agent_id, call_fields=allowed)
-    elif route is None:
-        raise InvalidOutboundRequest(f"no route for the caller number {call.to_number}")
-    else:
-        target = route.target
-    if isinstance(target, RejectTarget):
-        raise RouteRefusesCalls(f"the route for {call.to_number} is set to reject calls")
-    if request.template_context:
-        if not isinstance(target, AgentTarget):
-            raise InvalidOutboundRequest("templateContext needs an agent: give agentId")
-        context = {**target.template_context, **request.template_context}
-        target = dataclasses.replace(target, template_context=context)
-    return target
-
-
-def named_route(routing: RoutingTable, name: str) -> Route:
-    """The route called `name` in the routing table in force."""
-    route = routing.named(name)
-    if route is None:
-        raise InvalidOutboundRequest(f"no route named {name!r}")
-    return route
-
-
-def outbound_call_body(
-    target: AgentTarget | InlineTarget,
-    call: InboundCall,
-    medium: dict[str, Any],
-    settings: ServiceSettings,
-    metadata: dict[str, str],
-) -> dict[str, Any]:
-    """The Ultravox request for an outbound call: the inbound body, with the callee speaking
-    first ("Hello?") and a joinTimeout long enough for the phone to ring."""
-    body = build_call_body(target, call, medium)
-    body["firstSpeakerSettings"] = {"user": {}}
-    body["joinTimeout"] = settings.outbound_join_timeout
-    bridge_metadata = {k: v for k, v in body["metadata"].items() if k != "providerCallId"}
-    body["metadata"] = {**metadata, **bridge_metadata, "direction": "outbound"}
-    return body
 
 
 class OutboundCalls:
