@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import health, media, metrics, outbound, webhooks
+from app.api.errors import EXCEPTION_HANDLERS
 from app.api.request_id import RequestIdMiddleware
 from app.config import Settings, load_settings
 from app.dedupe import CallDeduplicator
@@ -69,7 +70,13 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                     await app.state.outbound.aclose()
                 await app.state.store.close()
 
-    app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Ultravox phone bridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)

@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from app.inbound import Bridge
 from app.settings import ServiceSettings
+from app.store import Store
 
 
 # `async def`: FastAPI runs a plain `def` dependency in a worker thread, two thread hops per
@@ -20,5 +21,11 @@ async def get_settings(request: Request) -> ServiceSettings:
     return settings
 
 
+async def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]

@@ -3,44 +3,25 @@
 the callee picks up."""
 
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.api.deps import BridgeDep, SettingsDep
-from app.api.webhooks import read_body, webhook_request
+from app.api.deps import BridgeDep, SettingsDep, StoreDep
+from app.api.errors import APIError
+from app.api.webhooks import PayloadTooLarge, read_body, webhook_request
 from app.auth import matches_any
-from app.calltypes import WebhookError
-from app.outbound.errors import OutboundError
 from app.outbound.flow import OutboundCalls
 from app.outbound.pending import PendingAnswer, pending_key
 from app.outbound.request import OutboundCallRequest
-from app.store import Store, StoreError
+from app.store import StoreError
 from app.ultravox import UltravoxCall
 
 logger = logging.getLogger("app.outbound")
 
 router = APIRouter(tags=["outbound"])
-
-
-class APIError(Exception):
-    """An answer to an API client that is not a placed call."""
-
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers
-
-
-async def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
 
 
 def authorize(request: Request, settings: SettingsDep) -> OutboundCalls:
@@ -64,10 +45,6 @@ def authorize(request: Request, settings: SettingsDep) -> OutboundCalls:
     return outbound
 
 
-def _error(exc: APIError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
 @router.post("/calls", status_code=201)
 async def place_call(
     request: Request, bridge: BridgeDep, settings: SettingsDep, store: StoreDep
@@ -75,27 +52,17 @@ async def place_call(
     """Phone someone: the agent of the route for the `from` number (or the route or agent the
     body names) talks to them once they answer."""
     # The token is checked before the body is read: strangers learn nothing and cost nothing.
+    outbound = authorize(request, settings)
     try:
-        outbound = authorize(request, settings)
         body = await read_body(request)
-    except APIError as exc:
-        return _error(exc)
-    except WebhookError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+    except PayloadTooLarge as exc:
+        raise APIError(exc.status_code, str(exc)) from exc
     try:
         call_request = OutboundCallRequest.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        return JSONResponse({"detail": errors}, status_code=422)
-    try:
-        placed = await outbound.place(call_request, bridge, store)
-    except OutboundError as exc:
-        headers = {}
-        if "retryAfter" in exc.details:
-            headers["Retry-After"] = str(round(exc.details["retryAfter"]))
-        return JSONResponse(
-            {"detail": str(exc), **exc.details}, status_code=exc.status_code, headers=headers
-        )
+        raise RequestValidationError(errors) from exc
+    placed = await outbound.place(call_request, bridge, store)
     return JSONResponse(
         {
             "ultravoxCallId": placed.ultravox_call_id,
@@ -120,13 +87,10 @@ async def outbound_answer(
 ) -> Response:
     """The answer URL of an outbound call: the stream to its Ultravox call, once. The provider's
     signature is checked before the single-use reference is spent."""
-    try:
-        adapter = bridge.adapter(provider)
-        webhook = await webhook_request(request, settings.public_base_url)
-        adapter.check(webhook)
-        call = adapter.parse(webhook)
-    except WebhookError as exc:
-        return Response(f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
+    adapter = bridge.adapter(provider)
+    webhook = await webhook_request(request, settings.public_base_url)
+    adapter.check(webhook)
+    call = adapter.parse(webhook)
     fields = {"provider": provider, "call_id": call.call_id}
     try:
         stored = await store.take(pending_key(provider, reference))

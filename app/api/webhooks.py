@@ -57,10 +57,6 @@ def _response(answer: Answer) -> Response:
     return Response(content=answer.body, media_type=answer.media_type)
 
 
-def _refusal(exc: WebhookError) -> Response:
-    return Response(content=f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
-
-
 async def _serve(
     provider: str,
     request: Request,
@@ -73,11 +69,9 @@ async def _serve(
         webhook = await webhook_request(request, settings.public_base_url)
     except WebhookError as exc:
         bridge.refused(provider, request.method, exc, started)
-        return _refusal(exc)
-    try:
-        return _response(await answer(provider, webhook))
-    except WebhookError as exc:  # the bridge has logged and counted it
-        return _refusal(exc)
+        raise
+    # A WebhookError from here on has been logged and counted by the bridge.
+    return _response(await answer(provider, webhook))
 
 
 @router.api_route("/{provider}/incoming", methods=["GET", "POST"])
