@@ -5,10 +5,10 @@ from typing import Any
 
 from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator, get_signature_algorithm
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
 from app.providers.base import ProviderAdapter, inbound_call, single_values
+from app.providers.twilio.answers import fallback_twiml, reject_twiml, stream_twiml
 from app.providers.twilio.options import TwilioOptions
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
@@ -19,8 +19,8 @@ TWIML = "text/xml"
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 
 
-def _twiml(response: VoiceResponse) -> Answer:
-    return Answer(str(response.to_xml()).encode(), TWIML)
+def _twiml(xml: str) -> Answer:
+    return Answer(xml.encode(), TWIML)
 
 
 class TwilioAdapter(ProviderAdapter):
@@ -60,22 +60,10 @@ class TwilioAdapter(ProviderAdapter):
         return {"twilio": {}}
 
     async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
-        connect = Connect()
-        connect.stream(url=ultravox_call.join_url)
-        response = VoiceResponse()
-        response.append(connect)
-        return _twiml(response)
+        return _twiml(stream_twiml(ultravox_call.join_url))
 
     def fallback_answer(self, plan: FallbackPlan) -> Answer:
-        response = VoiceResponse()
-        response.say(plan.message)
-        if plan.dial_number:
-            response.dial(plan.dial_number)
-        else:
-            response.hangup()
-        return _twiml(response)
+        return _twiml(fallback_twiml(plan))
 
     def reject_answer(self) -> Answer:
-        response = VoiceResponse()
-        response.reject(reason="rejected")
-        return _twiml(response)
+        return _twiml(reject_twiml())

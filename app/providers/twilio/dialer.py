@@ -4,8 +4,6 @@ answered call to Ultravox."""
 from concurrent.futures import Executor
 from typing import Any
 
-from twilio.twiml.voice_response import Connect, VoiceResponse
-
 from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
@@ -17,17 +15,9 @@ from app.providers.dialing import (
     PerThreadClients,
     never_sent,
 )
+from app.providers.twilio.answers import stream_twiml
 from app.providers.twilio.options import TwilioOptions
 from app.settings import ServiceSettings
-
-
-def stream_twiml(join_url: str) -> str:
-    """`<Response><Connect><Stream url=joinUrl/></Connect></Response>`, as for inbound calls."""
-    connect = Connect()
-    connect.stream(url=join_url)
-    response = VoiceResponse()
-    response.append(connect)
-    return str(response.to_xml())
 
 
 class TwilioDialer(Dialer):
