@@ -10,8 +10,8 @@ from app.providers import PROVIDER_NAMES, PROVIDERS
 from app.settings import ConfigError, ServiceSettings, describe_validation_error
 
 
-# The bases come from the registry, which a type checker cannot follow: to it this is a
-# ServiceSettings, and provider code reaches its fields through `ProviderOptions.of`.
+# The bases come from the registry, which a type checker cannot follow: the rest of the code
+# types settings as ServiceSettings, and a provider reads its fields with `ProviderOptions.of`.
 class Settings(ServiceSettings, *(spec.options for spec in PROVIDERS)):  # type: ignore[misc]
     """Every setting of the service, flat: the service's own and each provider's. Field names
     map to upper-case environment variables."""
@@ -19,8 +19,10 @@ class Settings(ServiceSettings, *(spec.options for spec in PROVIDERS)):  # type:
     provider_names = PROVIDER_NAMES
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, turning pydantic's errors into one readable message."""
+def load_settings(**overrides: Any) -> ServiceSettings:
+    """Read and validate the settings, turning pydantic's errors into one readable message.
+    Typed as the service's own settings, which a type checker can follow; provider code reads
+    its options with `ProviderOptions.of`."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:

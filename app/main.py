@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api import health, media, metrics, outbound, webhooks
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.request_id import RequestIdMiddleware
-from app.config import Settings, load_settings
+from app.config import load_settings
 from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
 from app.inbound import Bridge
@@ -27,7 +27,7 @@ from app.ultravox import UltravoxClient
 logger = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:
     """The application. Without `settings` they are read from the environment and `.env` at
     start-up; `setup_logging` installs the service's log format (off in tests)."""
 

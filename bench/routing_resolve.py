@@ -43,7 +43,7 @@ def per_call_microseconds(table: object, call: InboundCall) -> float:
 
 
 def main() -> None:
-    settings = Settings(_env_file=None, ultravox_api_key=SecretStr("bench"))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, ultravox_api_key=SecretStr("bench"))
     print("| routes | load ms | resolve hit µs | resolve miss (default) µs |")
     print("| ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as directory:
