@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.bridge import Bridge
 from app.calls import build_call_body, create_call
-from app.phone import to_e164
+from app.phone import E164, to_e164
 from app.providers import DIALERS
 from app.providers.base import InboundCall
 from app.providers.dialing import (
@@ -31,7 +31,7 @@ from app.providers.dialing import (
     OutboundCall,
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
-from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
+from app.settings import AGENT_FORBIDDEN_FIELDS, Settings
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
 

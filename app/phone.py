@@ -1,9 +1,19 @@
-"""Phone numbers in the one form the service compares and logs them in: E.164."""
+"""Phone numbers in the one form the service compares and logs them in: E.164.
+
+Digits are ASCII only (`[0-9]`, never `\\d`): Python's `\\d` also matches Arabic-Indic,
+Devanagari and full-width digits, which no telephone network dials."""
 
 import re
 
+# E.164: +, a country code not starting with 0, at most 15 digits in all.
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}\Z")
 _SEPARATORS = re.compile(r"[\s\-().]")
-_DIGITS = re.compile(r"^\+?\d{6,15}$")
+_DIGITS = re.compile(r"^\+?[0-9]{6,15}\Z")
+
+
+def is_ascii_digits(text: str) -> bool:
+    """Whether `text` is one or more of 0-9 (`str.isdigit` accepts any script's digits)."""
+    return text.isascii() and text.isdigit()
 
 
 def to_e164(number: str) -> str:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.phone import E164
+
 DEFAULT_FALLBACK_MESSAGE = (
     "Sorry, our assistant cannot take your call right now. Please try again in a few minutes."
 )
@@ -18,8 +20,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant answering a phone call. Greet the caller, keep your "
     "answers short and speak naturally."
 )
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-DURATION = re.compile(r"^\d+(\.\d+)?s$")
+DURATION = re.compile(r"^[0-9]+(\.[0-9]+)?s$")
 # The time between the callee answering and the provider's media reaching Ultravox.
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")

@@ -17,10 +17,9 @@ from pydantic import (
     field_validator,
 )
 
-from app.phone import to_e164
+from app.phone import E164, is_ascii_digits, to_e164
 from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
-from app.settings import E164
 
 PROVIDER_NAMES = tuple(a.name for a in ADAPTERS) + tuple(e.name for e in MEDIA_ONLY_ENDPOINTS)
 # Inline fields whose text may hold placeholders.
@@ -34,7 +33,7 @@ BRIDGE_FIELDS = {
 
 def _duration(value: Any) -> Any:
     text = value if isinstance(value, str) else ""
-    if not text.endswith("s") or not text.removesuffix("s").replace(".", "", 1).isdigit():
+    if not text.endswith("s") or not is_ascii_digits(text.removesuffix("s").replace(".", "", 1)):
         raise ValueError(f'must be a duration in seconds such as "600s", not {value!r}')
     return value
 
@@ -185,7 +184,7 @@ class NumberRoute(RouteTarget):
         if value is None:
             return None
         compact = "".join(ch for ch in value if ch not in " -().")
-        if not (compact.startswith("+") and compact[1:].isdigit() and len(compact) <= 16):
+        if not (compact.startswith("+") and is_ascii_digits(compact[1:]) and len(compact) <= 16):
             raise ValueError(
                 f"{value!r} must be the start of an E.164 number: + then digits, such as +1500"
             )
