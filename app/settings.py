@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.phone import E164
+from app.phone import E164, is_ascii_digits
 
 DEFAULT_FALLBACK_MESSAGE = (
     "Sorry, our assistant cannot take your call right now. Please try again in a few minutes."
@@ -111,6 +111,20 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("telnyx_stream_sampling_rate", "vonage_sample_rate", mode="before")
+    @classmethod
+    def _rate_from_text(cls, value: Any) -> Any:
+        # The environment gives text, which never equals a Literal's int: read it as a number.
+        if isinstance(value, str) and is_ascii_digits(value.strip()):
+            return int(value.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: Any) -> Any:
+        # uvicorn's --log-level is lower case; accept either.
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("asterisk_token", "bridge_api_tokens")
     @classmethod
