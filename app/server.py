@@ -86,18 +86,25 @@ class DrainingServer(uvicorn.Server):
         return True
 
 
-def serve(app: FastAPI, settings: Settings) -> None:
-    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
-    config = uvicorn.Config(
+def uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration, from the settings only: uvicorn would otherwise read
+    FORWARDED_ALLOW_IPS from the process environment and miss the one in `.env`."""
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=math.ceil(
             settings.ultravox_deadline_seconds + SHUTDOWN_MARGIN_SECONDS
         ),
     )
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
+    config = uvicorn_config(app, settings)
 
     def mark_draining() -> None:
         app.state.draining = True

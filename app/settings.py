@@ -3,6 +3,7 @@ and `.env`. Code receives settings; it never reads `os.environ` itself."""
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     fallback_dial_number: str | None = None
 
     host: str = "0.0.0.0"
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phone_numbers: Literal["masked", "full"] = "masked"
@@ -197,6 +199,24 @@ class Settings(BaseSettings):
                 "(no query string)"
             )
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list the addresses of your "
+                    "proxies, comma-separated, such as 10.0.0.0/8,127.0.0.1 (* trusts anyone)"
+                ) from None
+        if not entries:
+            raise ValueError("must name at least one address, such as 127.0.0.1")
+        return ",".join(entries)
 
     @field_validator("ultravox_api_url")
     @classmethod
