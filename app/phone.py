@@ -24,3 +24,17 @@ def to_e164(number: str) -> str:
     if not _DIGITS.match(compact) or compact.lstrip("+").startswith("0"):
         return number.strip()
     return compact if compact.startswith("+") else "+" + compact
+
+
+def written_e164(number: str) -> str:
+    """A number someone wrote down for us to dial or route (settings, routes file, outbound
+    requests) in E.164 form; spaces, dashes and brackets are allowed, the + and the country
+    code are required: without them the country would be guessed, and a US number read as
+    +41... rings in Switzerland. `ValueError` otherwise."""
+    normalised = to_e164(number)
+    if not number.strip().startswith("+") or not E164.match(normalised):
+        raise ValueError(
+            f"{number!r} is not a phone number in E.164 form (+, country code, number, "
+            "such as +15005550100)"
+        )
+    return normalised

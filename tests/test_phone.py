@@ -46,7 +46,7 @@ def test_outbound_from_number_setting_refuses_non_ascii_digits(
 @pytest.mark.parametrize("field", ["to", "from"])
 def test_outbound_request_refuses_non_ascii_digits(number: str, field: str) -> None:
     body = {"provider": "twilio", "to": "+15005550006", field: number}
-    with pytest.raises(ValidationError, match=r"must be a phone number in E\.164 form"):
+    with pytest.raises(ValidationError, match=r"is not a phone number in E\.164 form"):
         OutboundCallRequest.model_validate(body)
 
 

@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.phone import E164, is_ascii_digits, to_e164
+from app.phone import is_ascii_digits, written_e164
 from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
 
@@ -125,7 +125,7 @@ class Fallback(_Strict):
     @field_validator("dial_number")
     @classmethod
     def _dial_number(cls, value: str | None) -> str | None:
-        return None if value is None else e164(value)
+        return None if value is None else written_e164(value)
 
 
 class RouteTarget(_Strict):
@@ -163,7 +163,7 @@ class NumberRoute(RouteTarget):
     def _e164(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must name at least one phone number")
-        return [e164(number) for number in value]
+        return [written_e164(number) for number in value]
 
     @field_validator("provider")
     @classmethod
@@ -204,15 +204,3 @@ def _refuse_unquoted(value: Any) -> Any:
             "as an integer and drops its +"
         )
     return value
-
-
-def e164(number: str) -> str:
-    """A phone number written in the file, in E.164 form; spaces, dashes and brackets allowed,
-    the + and country code required (a number without them would be guessed, not read)."""
-    normalised = to_e164(number)
-    if not number.strip().startswith("+") or not E164.match(normalised):
-        raise ValueError(
-            f"{number!r} is not a phone number in E.164 form (+, country code, number, "
-            "such as +15005550100)"
-        )
-    return normalised
