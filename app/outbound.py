@@ -31,7 +31,7 @@ from app.providers.dialing import (
     OutboundCall,
 )
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
-from app.settings import AGENT_FORBIDDEN_FIELDS, Settings
+from app.settings import AGENT_CALL_FIELDS, Settings
 from app.store import Store, StoreError
 from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
 
@@ -184,7 +184,8 @@ def outbound_target(
             if route is None or isinstance(route.target, RejectTarget)
             else route.target.call_fields
         )
-        allowed = {k: v for k, v in fields.items() if k not in AGENT_FORBIDDEN_FIELDS}
+        # The route's fields an agent call takes; the agent has its own prompt, model, ...
+        allowed = {k: v for k, v in fields.items() if k in AGENT_CALL_FIELDS}
         target = AgentTarget(agent_id=request.agent_id, call_fields=allowed)
     elif route is None:
         raise InvalidOutboundRequest(f"no route for the caller number {call.to_number}")

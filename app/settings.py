@@ -27,8 +27,24 @@ OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
 
-# Call fields an agent call cannot override, and fields the bridge itself decides.
-AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
+# The call fields `POST /agents/{id}/calls` takes besides `medium`; Ultravox refuses others
+# (systemPrompt, model, inactivityMessages, languageHint, ...). The one list every agent call
+# is checked against: ULTRAVOX_CALL_OPTIONS, the routes file's `agent:` (whose model must list
+# the same fields) and outbound requests that name an agentId.
+AGENT_CALL_FIELDS = frozenset(
+    {
+        "templateContext",
+        "voice",
+        "maxDuration",
+        "joinTimeout",
+        "recordingEnabled",
+        "metadata",
+        "initialMessages",
+        "firstSpeakerSettings",
+        "callbacks",
+    }
+)
+# Fields the bridge itself decides.
 BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
 
 SecretList = Annotated[list[SecretStr], NoDecode]
@@ -306,11 +322,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _agent_fields(self) -> "Settings":
         if self.ultravox_agent_id:
-            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
+            bad = sorted(self.ultravox_call_options.keys() - AGENT_CALL_FIELDS)
             if bad:
                 raise ValueError(
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
-                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
+                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent "
+                    f"call takes {', '.join(sorted(AGENT_CALL_FIELDS))})"
                 )
         return self
 

@@ -43,7 +43,9 @@ def test_missing_api_key_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> N
         (
             {"ULTRAVOX_AGENT_ID": "a-1", "ULTRAVOX_CALL_OPTIONS": '{"systemPrompt": "x"}'},
             "settings: ULTRAVOX_CALL_OPTIONS sets systemPrompt, which an agent call cannot "
-            "override; change them on the agent or unset ULTRAVOX_AGENT_ID",
+            "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent call takes "
+            "callbacks, firstSpeakerSettings, initialMessages, joinTimeout, maxDuration, "
+            "metadata, recordingEnabled, templateContext, voice)",
         ),
         (
             {"FALLBACK_DIAL_NUMBER": "555-0100"},
