@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import calls, health, media, metrics, webhooks
+from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
     app.include_router(calls.router)
     app.include_router(media.router)
     return app
