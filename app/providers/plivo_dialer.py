@@ -15,6 +15,7 @@ from app.providers.dialing import (
     OutboundCall,
     PerThreadClients,
     never_sent,
+    plain_reason,
 )
 from app.settings import Settings
 
@@ -68,8 +69,8 @@ class PlivoDialer(Dialer):
             raise DialRefused(self.name, str(exc)) from exc
         except RequestException as exc:
             if never_sent(exc):
-                raise DialNotSent(self.name, f"cannot reach Plivo: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Plivo: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Plivo: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Plivo: {plain_reason(exc)}") from exc
         return Dialed(str(created.request_uuid))
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from app.providers.dialing import (
     DialRefused,
     DialUncertain,
     OutboundCall,
+    plain_reason,
 )
 from app.settings import Settings
 
@@ -84,8 +85,8 @@ class TelnyxDialer(Dialer):
         except self._telnyx.APIConnectionError as exc:
             # The SDK wraps httpx's error: a failed connect means nothing was sent.
             if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
-                raise DialNotSent(self.name, f"cannot reach Telnyx: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Telnyx: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Telnyx: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Telnyx: {plain_reason(exc)}") from exc
         if dialed.data is None:
             raise DialUncertain(self.name, "Telnyx accepted the dial without a call_control_id")
         return Dialed(dialed.data.call_control_id)

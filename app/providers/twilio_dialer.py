@@ -16,6 +16,7 @@ from app.providers.dialing import (
     OutboundCall,
     PerThreadClients,
     never_sent,
+    plain_reason,
 )
 from app.settings import Settings
 
@@ -82,8 +83,8 @@ class TwilioDialer(Dialer):
             raise DialRefused(self.name, message, exc.status) from exc
         except RequestException as exc:
             if never_sent(exc):
-                raise DialNotSent(self.name, f"cannot reach Twilio: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Twilio: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Twilio: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Twilio: {plain_reason(exc)}") from exc
         return Dialed(str(created.sid))
 
     async def aclose(self) -> None:
