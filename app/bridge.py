@@ -16,6 +16,7 @@ from app.providers.base import (
     FallbackPlan,
     InboundCall,
     ProviderAdapter,
+    SignatureError,
     WebhookError,
     WebhookRequest,
 )
@@ -97,6 +98,10 @@ class Bridge:
                 adapter.check(request)
                 outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
+            if isinstance(exc, SignatureError):
+                # The first thing to compare with the provider's console when every call is
+                # refused behind a proxy (the query string is hidden by the log formatter).
+                fields["url"] = request.url
             self._log_refusal(fields, exc, started)
             raise
         fields.update(outcome=outcome.outcome, route=outcome.route)
