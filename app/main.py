@@ -16,7 +16,12 @@ from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
-from app.providers import build_adapters, build_media_endpoints
+from app.providers import (
+    NO_PROVIDER_HINT,
+    build_adapters,
+    build_media_endpoints,
+    providers_taking_calls,
+)
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
@@ -128,13 +133,8 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             "startup.settings_unused",
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
-    if not ready:
-        logger.warning(
-            "startup.no_provider_ready",
-            extra={
-                "fields": {"hint": "set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY or PLIVO_AUTH_TOKEN"}
-            },
-        )
+    if not providers_taking_calls(settings, bridge.adapters):
+        logger.warning("startup.no_provider_ready", extra={"fields": {"hint": NO_PROVIDER_HINT}})
 
 
 app = create_app(setup_logging=True)

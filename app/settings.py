@@ -49,6 +49,10 @@ BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
 
 SecretList = Annotated[list[SecretStr], NoDecode]
 
+# Telnyx streams these codecs at one rate only: G.711 (PCMU, PCMA) is narrowband, 8 kHz;
+# AMR-WB is wideband, 16 kHz. L16, OPUS and G722 are left to Telnyx's list of rates.
+TELNYX_CODEC_RATES = {"PCMU": 8000, "PCMA": 8000, "AMR-WB": 16000}
+
 
 class ConfigError(Exception):
     """The configuration cannot run the service; the message names the setting and the fix."""
@@ -316,6 +320,17 @@ class Settings(BaseSettings):
                 f"OUTBOUND_RING_TIMEOUT_SECONDS ({self.outbound_ring_timeout_seconds}) by at "
                 f"least {OUTBOUND_CONNECT_MARGIN_SECONDS}s, or a callee who answers late "
                 "reaches a call Ultravox has already ended"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _telnyx_codec_rate(self) -> "Settings":
+        rate = TELNYX_CODEC_RATES.get(self.telnyx_stream_codec)
+        if rate is not None and self.telnyx_stream_sampling_rate != rate:
+            raise ValueError(
+                f"TELNYX_STREAM_CODEC={self.telnyx_stream_codec} streams at {rate} Hz only, not "
+                f"TELNYX_STREAM_SAMPLING_RATE={self.telnyx_stream_sampling_rate}: Telnyx could "
+                f"not stream any call. Set TELNYX_STREAM_SAMPLING_RATE={rate}, or the codec L16"
             )
         return self
 

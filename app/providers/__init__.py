@@ -35,6 +35,20 @@ def build_adapters(settings: Settings, store: Store | None = None) -> dict[str, 
     return {cls.name: cls.build(settings, store) for cls in ADAPTERS}
 
 
+# What to set so that some provider's calls can be taken, for start-up and check-config.
+NO_PROVIDER_HINT = (
+    "no provider can take calls: set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY, PLIVO_AUTH_TOKEN, "
+    "VONAGE_SIGNATURE_SECRET (with PUBLIC_BASE_URL) or ASTERISK_TOKEN"
+)
+
+
+def providers_taking_calls(settings: Settings, adapters: dict[str, ProviderAdapter]) -> list[str]:
+    """The providers whose calls these settings let the service take: webhook providers with
+    their secret (or signatures off), and Asterisk with a token."""
+    ready = sorted(name for name, adapter in adapters.items() if adapter.ready)
+    return ready + (["asterisk"] if settings.asterisk_token else [])
+
+
 def build_media_endpoints(
     settings: Settings, adapters: dict[str, ProviderAdapter]
 ) -> dict[str, MediaEndpoint]:
