@@ -165,7 +165,16 @@ class ProviderAdapter(ABC):
             return
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        self.verify(request)
+        try:
+            self.verify(request)
+        except WebhookError:
+            raise
+        except Exception as exc:
+            # A provider SDK that chokes on hostile input (a query of bytes that are not UTF-8, a
+            # claim of the wrong type) has not vouched for the request: refuse it, never crash.
+            raise SignatureError(
+                f"the {self.name} signature could not be checked ({type(exc).__name__})"
+            ) from None
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None:

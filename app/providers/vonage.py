@@ -152,6 +152,8 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
             raise SignatureError("missing Authorization: Bearer <JWT>")
         claims = self._decode(token.strip())
         issued_at = claims["iat"]
+        if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
+            raise SignatureError("Vonage JWT iat is not a number")
         if abs(request.received_at - issued_at) > JWT_TOLERANCE_SECONDS:
             raise SignatureError("Vonage JWT iat is too old or in the future")
         claimed = claims.get("payload_hash")

@@ -119,6 +119,8 @@ def forged(kind: str) -> Webhook:
         "stale": vonage_token(body, issued_at=time.time() - 3600),
         "wrong_issuer": vonage_token(body, iss="Someone"),
         "not_a_jwt": "not.a.jwt",
+        # PyJWT takes a numeric string for `iat`; the age check then compared a str to a float.
+        "iat_as_string": vonage_token(body, iat=str(int(time.time()))),
     }
     if kind == "missing":
         webhook = vonage_webhook(vonage_fields(), method="POST")
@@ -129,7 +131,15 @@ def forged(kind: str) -> Webhook:
 
 @pytest.mark.parametrize(
     "kind",
-    ["wrong_secret", "wrong_payload_hash", "stale", "wrong_issuer", "not_a_jwt", "missing"],
+    [
+        "wrong_secret",
+        "wrong_payload_hash",
+        "stale",
+        "wrong_issuer",
+        "not_a_jwt",
+        "iat_as_string",
+        "missing",
+    ],
 )
 async def test_forged_webhook_is_refused_without_creating_a_call(
     kind: str, ultravox: respx.MockRouter
