@@ -120,6 +120,17 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
         )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
+            },
+        )
     unused = unused_settings(settings)
     if unused:
         logger.warning(

@@ -306,3 +306,20 @@ async def test_a_provider_sdk_failing_during_verification_is_a_403(
     assert response.status_code == 403
     assert response.text == f"the {case} signature could not be checked (RuntimeError)\n"
     assert no_ultravox.calls.call_count == 0
+
+
+async def test_a_forged_host_verifies_only_while_public_base_url_is_unset(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    # Someone who can sign for their own host (a captured request, their own Twilio account
+    # pointed at evil.example.com) names that host; only PUBLIC_BASE_URL pins the URL checked.
+    # (uvicorn would take the scheme from X-Forwarded-Proto too; in-process the Host is enough.)
+    webhook = twilio_webhook(twilio_fields(), signed_base="http://evil.example.com")
+    webhook.headers = {**webhook.headers, "Host": "evil.example.com"}
+    async with running_app(make_settings()) as client:
+        trusted = await webhook.send(client)
+    async with running_app(make_settings(public_base_url="https://bridge.example.com")) as client:
+        pinned = await webhook.send(client)
+    assert trusted.status_code == 200
+    assert pinned.status_code == 403
+    assert no_ultravox.calls.call_count == 1
