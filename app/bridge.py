@@ -112,6 +112,7 @@ class Bridge:
     ) -> Outcome:
         call = adapter.parse(request)
         fields.update(call_id=call.call_id, **{"from": call.from_number, "to": call.to_number})
+        await adapter.hold(request, call)
         route = self.routing.resolve(call)
         if route is None:
             fields["reason"] = "no route for the called number"
@@ -167,6 +168,7 @@ class Bridge:
             call = None
         if call is not None:
             fields["call_id"] = call.call_id
+            await adapter.hold(request, call)
         plan = self.routing.fallback_for(call) or self._default_fallback
         return Outcome(adapter.fallback_answer(plan), "fallback")
 
@@ -187,6 +189,11 @@ def _count(provider: str, outcome: str, started: float) -> float:
 
 
 def _refusal(exc: WebhookError) -> str:
-    return {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large"}.get(
-        exc.status_code, "unavailable"
-    )
+    outcomes = {
+        400: "bad_request",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+    }
+    return outcomes.get(exc.status_code, "unavailable")

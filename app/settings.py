@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     telnyx_public_key: SecretList = Field(default_factory=list)
     plivo_auth_token: SecretList = Field(default_factory=list)
 
+    telnyx_allow_get: bool = False
     telnyx_stream_codec: Literal["L16", "PCMU", "PCMA", "G722", "OPUS", "AMR-WB"] = "L16"
     telnyx_stream_sampling_rate: Literal[8000, 16000, 24000, 48000] = 16000
     plivo_stream_content_type: Literal[
