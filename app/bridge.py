@@ -10,7 +10,7 @@ from typing import Any
 
 from app import metrics
 from app.calls import build_call_body, create_call
-from app.dedupe import CallDeduplicator, Created
+from app.dedupe import CallDeduplicator, Created, RepeatAfterJoinWindow
 from app.providers.base import (
     Answer,
     FallbackPlan,
@@ -126,6 +126,9 @@ class Bridge:
                 call.provider, call.call_id, lambda: self._create(adapter, target, call)
             )
             answer = await adapter.stream_answer(call, created.call)
+        except RepeatAfterJoinWindow as exc:
+            fields["reason"] = str(exc)
+            return Outcome(adapter.reject_answer(), "late_repeat", route.name)
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,

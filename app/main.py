@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
