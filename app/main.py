@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
@@ -125,6 +126,17 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
             "startup.signatures_off",
             extra={
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
+            },
+        )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
             },
         )
     unused = unused_settings(settings)

@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     telnyx_public_key: SecretList = Field(default_factory=list)
     plivo_auth_token: SecretList = Field(default_factory=list)
 
+    telnyx_allow_get: bool = False
     telnyx_stream_codec: Literal["L16", "PCMU", "PCMA", "G722", "OPUS", "AMR-WB"] = "L16"
     telnyx_stream_sampling_rate: Literal[8000, 16000, 24000, 48000] = 16000
     plivo_stream_content_type: Literal[
@@ -105,7 +106,8 @@ class Settings(BaseSettings):
 
     redis_url: SecretStr | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
-    dedupe_ttl_seconds: float = Field(default=600, gt=0)
+    dedupe_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    dedupe_join_window_seconds: float = Field(default=30, gt=0)
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
     shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
@@ -362,6 +364,16 @@ class Settings(BaseSettings):
                 f"DEDUPE_LEASE_SECONDS ({self.dedupe_lease_seconds:g}) must be longer than "
                 f"ULTRAVOX_DEADLINE_SECONDS ({self.ultravox_deadline_seconds:g}), or a repeat "
                 "could create a second call while the first is still being created"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _join_window_within_ttl(self) -> "Settings":
+        if self.dedupe_join_window_seconds > self.dedupe_ttl_seconds:
+            raise ValueError(
+                f"DEDUPE_JOIN_WINDOW_SECONDS ({self.dedupe_join_window_seconds:g}) must not "
+                f"exceed DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds:g}): once the record of "
+                "a call is gone, a repeat creates a new call"
             )
         return self
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.api.deps import BridgeDep, SettingsDep
-from app.api.webhooks import read_body, webhook_request
+from app.api.webhooks import read_body, refusal, webhook_request
 from app.auth import matches_any
 from app.outbound import (
     OutboundCallRequest,
@@ -128,8 +128,9 @@ async def outbound_answer(
         webhook = await webhook_request(request, settings.public_base_url)
         adapter.check(webhook)
         call = adapter.parse(webhook)
+        await adapter.hold(webhook, call)
     except WebhookError as exc:
-        return Response(f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
+        return refusal(exc)
     fields = {"provider": provider, "call_id": call.call_id}
     try:
         stored = await store.take(pending_key(provider, reference))

@@ -57,8 +57,14 @@ def _response(answer: Answer) -> Response:
     return Response(content=answer.body, media_type=answer.media_type)
 
 
-def _refusal(exc: WebhookError) -> Response:
-    return Response(content=f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
+def refusal(exc: WebhookError) -> Response:
+    """The plain-text answer to a refused webhook."""
+    return Response(
+        content=f"{exc}\n",
+        status_code=exc.status_code,
+        headers=dict(exc.headers),
+        media_type="text/plain",
+    )
 
 
 async def _serve(
@@ -73,11 +79,11 @@ async def _serve(
         webhook = await webhook_request(request, settings.public_base_url)
     except WebhookError as exc:
         bridge.refused(provider, request.method, exc, started)
-        return _refusal(exc)
+        return refusal(exc)
     try:
         return _response(await answer(provider, webhook))
     except WebhookError as exc:  # the bridge has logged and counted it
-        return _refusal(exc)
+        return refusal(exc)
 
 
 @router.api_route("/{provider}/incoming", methods=["GET", "POST"])

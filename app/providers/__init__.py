@@ -29,8 +29,9 @@ MEDIA_ONLY_ENDPOINTS: tuple[type[MediaEndpoint], ...] = (AsteriskEndpoint,)
 
 
 def build_adapters(settings: Settings, store: Store | None = None) -> dict[str, ProviderAdapter]:
-    """One adapter per registered provider, keyed by the name used in its URLs. `store` holds
-    sessions between a relayed provider's webhook and its media socket (the app's shared one)."""
+    """One adapter per registered provider, keyed by the name used in its URLs. `store` (the app's
+    shared one) holds sessions between a relayed provider's webhook and its media socket, and
+    the signatures a provider holds to one call."""
     store = store if store is not None else MemoryStore()
     return {cls.name: cls.build(settings, store) for cls in ADAPTERS}
 

@@ -19,9 +19,10 @@ from app.ultravox import UltravoxCall
 
 
 class WebhookError(Exception):
-    """A webhook the service refuses; `status_code` is the HTTP answer."""
+    """A webhook the service refuses; `status_code` is the HTTP answer, sent with `headers`."""
 
     status_code = 400
+    headers: ClassVar[Mapping[str, str]] = {}
 
 
 class MalformedWebhook(WebhookError):
@@ -34,6 +35,13 @@ class SignatureError(WebhookError):
     """The webhook's signature is missing, wrong or stale: it did not come from the provider."""
 
     status_code = 403
+
+
+class MethodNotAllowed(WebhookError):
+    """A webhook sent with an HTTP method whose signature would not cover the call's fields."""
+
+    status_code = 405
+    headers: ClassVar[Mapping[str, str]] = {"Allow": "POST"}
 
 
 class ProviderNotConfigured(WebhookError):
@@ -165,7 +173,16 @@ class ProviderAdapter(ABC):
             return
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        self.verify(request)
+        try:
+            self.verify(request)
+        except WebhookError:
+            raise
+        except Exception as exc:
+            # A provider SDK that chokes on hostile input (a query of bytes that are not UTF-8, a
+            # claim of the wrong type) has not vouched for the request: refuse it, never crash.
+            raise SignatureError(
+                f"the {self.name} signature could not be checked ({type(exc).__name__})"
+            ) from None
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None:
@@ -174,6 +191,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
         """Read the incoming call from a verified webhook; `MalformedWebhook` if fields lack."""
+
+    async def hold(self, request: WebhookRequest, call: InboundCall) -> None:
+        """Refuse (`SignatureError`) a verified webhook whose signature does not cover `call`'s
+        fields and already vouched for another call. Most providers sign the call's fields, so
+        there is nothing to hold; one that does not keeps its signatures in the shared store."""
+        return None
 
     @abstractmethod
     def medium(self) -> dict[str, Any]:
