@@ -3,14 +3,17 @@ configured as `ultravox-bridge serve` configures it."""
 
 import asyncio
 import contextlib
+import resource
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import uvicorn
 import websockets
 from fastapi import FastAPI, WebSocket
 
+from app import server
 from app.http_protocol import MAX_HEAD_BYTES
 from app.server import uvicorn_config
 from app.settings import Settings
@@ -189,3 +192,13 @@ async def test_a_websocket_outlives_the_read_deadlines() -> None:
         await socket.send("still here")
         reply = await asyncio.wait_for(socket.recv(), 2)
     assert reply == "still here"
+
+
+def test_connection_cap_is_lowered_to_what_the_descriptor_limit_leaves(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert server.connection_cap(800) == 800
+    assert caplog.records == []
+    assert server.connection_cap(1000) == 1024 - server.RESERVED_DESCRIPTORS
+    assert [record.msg for record in caplog.records] == ["startup.connection_cap_lowered"]
