@@ -13,7 +13,7 @@ from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
-from app.http_transport import PooledTransport
+from app.http_transport import CappedTransport, PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
 from app.providers import (
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         store = build_store(config)
         adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
+        transport = CappedTransport(PooledTransport(limits))
+        async with httpx.AsyncClient(transport=transport) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,

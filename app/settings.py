@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
     shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
+    http_head_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=1000, ge=16)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
     outbound_join_timeout: str = "60s"

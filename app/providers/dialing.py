@@ -74,6 +74,9 @@ def plain_reason(exc: BaseException) -> str:
         pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
         pending += list(current.args[:1])
     names = {type(cause).__name__ for cause in causes}
+    for cause in causes:  # the response caps' own message already says it plainly
+        if type(cause).__name__ == "ResponseTooLarge":
+            return str(cause)
     if any(isinstance(c, socket.gaierror) for c in causes) or "NameResolutionError" in names:
         return "its host name does not resolve"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):

@@ -31,8 +31,12 @@ class PlivoDialer(Dialer):
         auth_id = settings.plivo_auth_id or ""
         auth_token = settings.plivo_auth_token[0].get_secret_value()
 
+        from app.providers.capped_requests import CappedAdapter
+
         def new_client() -> Any:
-            return plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            client = plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            client.session.mount("https://", CappedAdapter())
+            return client
 
         self._clients = PerThreadClients(new_client, lambda client: client.session.close())
 

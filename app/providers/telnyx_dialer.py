@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from app.http_transport import CappedTransport
 from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
@@ -50,6 +51,9 @@ class TelnyxDialer(Dialer):
             base_url=TELNYX_API_URL,
             timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS,
             max_retries=0,
+            http_client=telnyx.DefaultAsyncHttpxClient(
+                transport=CappedTransport(httpx.AsyncHTTPTransport())
+            ),
         )
         self._connection_id = settings.telnyx_connection_id or ""
         self._codec: Any = settings.telnyx_stream_codec

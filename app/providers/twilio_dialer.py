@@ -42,14 +42,13 @@ class TwilioDialer(Dialer):
         account_sid = settings.twilio_account_sid or ""
         auth_token = settings.twilio_auth_token[0].get_secret_value()
 
+        from app.providers.capped_requests import CappedAdapter
+
         def new_client() -> Any:
+            http_client = TwilioHttpClient(timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            http_client.session.mount("https://", CappedAdapter())
             # An empty environment: the SDK would otherwise read TWILIO_* variables itself.
-            return Client(
-                account_sid,
-                auth_token,
-                http_client=TwilioHttpClient(timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS),
-                environment={},
-            )
+            return Client(account_sid, auth_token, http_client=http_client, environment={})
 
         self._clients = PerThreadClients(
             new_client, lambda client: client.http_client.session.close()

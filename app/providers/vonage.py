@@ -72,8 +72,9 @@ def _signed_payloads(request: WebhookRequest) -> list[bytes]:
     if request.method != "POST":
         return [_compact_json(single_values(request.query))]
     payloads = [request.body]
-    # A body that is not JSON is refused by parse() once the signature is checked.
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
+    # A body that is not JSON (or nests too deep to decode) is refused by parse() once the
+    # signature is checked.
+    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
         payloads.append(_compact_json(json.loads(request.body)))
     return payloads
 
@@ -202,7 +203,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         # With answer_method POST, Vonage sends JSON, not a form.
         try:
             data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedWebhook("the body is not JSON") from None
         if not isinstance(data, dict):
             raise MalformedWebhook("the body is not a JSON object")
