@@ -12,6 +12,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.phone import written_e164
 from app.providers import DIALERS
 from app.settings import describe_validation_error
 
@@ -80,6 +81,12 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 def call_request(args: argparse.Namespace) -> dict[str, Any]:
     """The `POST /calls` body the options describe."""
+    for option, number in (("--to", args.to), ("--from", args.from_)):
+        if number is not None:
+            try:
+                written_e164(number)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
     body: dict[str, Any] = {"provider": args.provider, "to": args.to}
     optional = {"from": args.from_, "agentId": args.agent_id, "route": args.route}
     body.update({name: value for name, value in optional.items() if value is not None})

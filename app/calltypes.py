@@ -5,13 +5,20 @@ and the providers all import them downward."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import parse_qsl
+
+# Providers send a few dozen fields per webhook (Twilio about 20, Plivo about 15). Far more is an
+# attack on the signature checks, whose SDK algorithms cost more than linear time per field: a
+# request past this is refused before any of them runs.
+MAX_FIELDS = 200
 
 
 class WebhookError(Exception):
-    """A webhook the service refuses; `status_code` is the HTTP answer."""
+    """A webhook the service refuses; `status_code` is the HTTP answer, sent with `headers`."""
 
     status_code = 400
+    headers: ClassVar[Mapping[str, str]] = {}
 
 
 class MalformedWebhook(WebhookError):
@@ -24,6 +31,25 @@ class SignatureError(WebhookError):
     """The webhook's signature is missing, wrong or stale: it did not come from the provider."""
 
     status_code = 403
+
+
+class MethodNotAllowed(WebhookError):
+    """A webhook sent with an HTTP method whose signature would not cover the call's fields."""
+
+    status_code = 405
+    headers: ClassVar[Mapping[str, str]] = {"Allow": "POST"}
+
+
+class TooManyFields(WebhookError):
+    """The form or query has more fields than any provider sends."""
+
+    status_code = 413
+
+
+def check_field_count(count: int, where: str) -> None:
+    """Refuse a form or query of more than `MAX_FIELDS` fields (`TooManyFields`)."""
+    if count > MAX_FIELDS:
+        raise TooManyFields(f"the {where} has more than {MAX_FIELDS} fields")
 
 
 class ProviderNotConfigured(WebhookError):
@@ -48,9 +74,11 @@ class WebhookRequest:
     received_at: float
 
     def form(self) -> list[tuple[str, str]]:
-        """The form-encoded body's fields, in order (empty for GET)."""
+        """The form-encoded body's fields, in order (empty for GET); `TooManyFields` past
+        `MAX_FIELDS`, counted before anything is parsed."""
         if not self.body:
             return []
+        check_field_count(self.body.count(b"&") + 1, "form")
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:

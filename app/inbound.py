@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.calltypes import Answer, FallbackPlan, InboundCall, WebhookError, WebhookRequest
-from app.dedupe import CallDeduplicator, Created
+from app.calltypes import (
+    Answer,
+    FallbackPlan,
+    InboundCall,
+    SignatureError,
+    WebhookError,
+    WebhookRequest,
+)
+from app.dedupe import CallDeduplicator, Created, RepeatAfterJoinWindow
 from app.providers.base import ProviderAdapter
 from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
 from app.settings import ServiceSettings
@@ -91,6 +98,10 @@ class Bridge:
                 adapter.check(request)
                 outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
+            if isinstance(exc, SignatureError):
+                # The first thing to compare with the provider's console when every call is
+                # refused behind a proxy (the query string is hidden by the log formatter).
+                fields["url"] = request.url
             self._log_refusal(fields, exc, started)
             raise
         fields.update(outcome=outcome.outcome, route=outcome.route)
@@ -106,6 +117,7 @@ class Bridge:
     ) -> Outcome:
         call = adapter.parse(request)
         fields.update(call_id=call.call_id, **{"from": call.from_number, "to": call.to_number})
+        await adapter.hold(request, call)
         route = self.routing.resolve(call)
         if route is None:
             fields["reason"] = "no route for the called number"
@@ -119,6 +131,9 @@ class Bridge:
                 call.provider, call.call_id, lambda: self._create(adapter, target, call)
             )
             answer = await adapter.stream_answer(call, created.call)
+        except RepeatAfterJoinWindow as exc:
+            fields["reason"] = str(exc)
+            return Outcome(adapter.reject_answer(), "late_repeat", route.name)
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,
@@ -161,6 +176,7 @@ class Bridge:
             call = None
         if call is not None:
             fields["call_id"] = call.call_id
+            await adapter.hold(request, call)
         plan = self.routing.fallback_for(call) or self._default_fallback
         return Outcome(adapter.fallback_answer(plan), "fallback")
 
@@ -181,6 +197,11 @@ def _count(provider: str, outcome: str, started: float) -> float:
 
 
 def _refusal(exc: WebhookError) -> str:
-    return {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large"}.get(
-        exc.status_code, "unavailable"
-    )
+    outcomes = {
+        400: "bad_request",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "too_large",
+    }
+    return outcomes.get(exc.status_code, "unavailable")

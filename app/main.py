@@ -10,14 +10,20 @@ from fastapi import FastAPI
 
 from app.api import health, media, metrics, outbound, webhooks
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
 from app.config import load_settings
 from app.dedupe import CallDeduplicator
-from app.http_transport import PooledTransport
+from app.http_transport import CappedTransport, PooledTransport
 from app.inbound import Bridge
 from app.logs import configure_logging
 from app.outbound.flow import OutboundCalls
-from app.providers import build_adapters, build_media_endpoints
+from app.providers import (
+    NO_PROVIDER_HINT,
+    build_adapters,
+    build_media_endpoints,
+    providers_taking_calls,
+)
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
@@ -39,7 +45,8 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
         store = build_store(config)
         adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
+        transport = CappedTransport(PooledTransport(limits))
+        async with httpx.AsyncClient(transport=transport) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,
@@ -52,6 +59,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
@@ -81,6 +89,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
     app.include_router(outbound.router)
     app.include_router(media.router)
     return app
@@ -128,18 +137,25 @@ def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
         )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
+            },
+        )
     unused = unused_settings(settings)
     if unused:
         logger.warning(
             "startup.settings_unused",
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
-    if not ready:
-        *others, last = [adapter.secret_setting for adapter in bridge.adapters.values()]
-        logger.warning(
-            "startup.no_provider_ready",
-            extra={"fields": {"hint": f"set {', '.join(others)} or {last}"}},
-        )
+    if not providers_taking_calls(settings, bridge.adapters):
+        logger.warning("startup.no_provider_ready", extra={"fields": {"hint": NO_PROVIDER_HINT}})
 
 
 app = create_app(setup_logging=True)

@@ -3,6 +3,7 @@ made of. `app/config.py` composes them with every registered provider's options 
 `Settings` object, read once at start-up from the environment and `.env`. Code receives
 settings; it never reads `os.environ` itself."""
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -21,7 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.ultravox import AGENT_FORBIDDEN_FIELDS
+from app.phone import E164, is_ascii_digits
+from app.ultravox import AGENT_CALL_FIELDS
 
 DEFAULT_FALLBACK_MESSAGE = (
     "Sorry, our assistant cannot take your call right now. Please try again in a few minutes."
@@ -30,8 +32,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant answering a phone call. Greet the caller, keep your "
     "answers short and speak naturally."
 )
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-DURATION = re.compile(r"^\d+(\.\d+)?s$")
+DURATION = re.compile(r"^[0-9]+(\.[0-9]+)?s$")
 # The time between the callee answering and the provider's media reaching Ultravox.
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 
@@ -71,6 +72,14 @@ def long_tokens(tokens: list[SecretStr]) -> list[SecretStr]:
     return tokens
 
 
+def int_from_text(value: Any) -> Any:
+    """`value` as a number when it is text of ASCII digits, for a field typed `Literal[int]`:
+    the environment and `.env` give text, which never equals a Literal's int."""
+    if isinstance(value, str) and is_ascii_digits(value.strip()):
+        return int(value.strip())
+    return value
+
+
 # Secrets given comma-separated, so that a new one can be added before the old one is removed.
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
 # Text where an empty value means unset.
@@ -104,20 +113,32 @@ class ServiceSettings(BaseSettings):
     fallback_dial_number: str | None = None
 
     host: str = "0.0.0.0"
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phone_numbers: Literal["masked", "full"] = "masked"
 
     redis_url: SecretStr | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
-    dedupe_ttl_seconds: float = Field(default=600, gt=0)
+    dedupe_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    dedupe_join_window_seconds: float = Field(default=30, gt=0)
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
     shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
+    http_head_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=1000, ge=16)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: Any) -> Any:
+        # uvicorn's --log-level is lower case; accept either.
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("bridge_api_tokens")
     @classmethod
@@ -170,6 +191,24 @@ class ServiceSettings(BaseSettings):
                 "(no query string)"
             )
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list the addresses of your "
+                    "proxies, comma-separated, such as 10.0.0.0/8,127.0.0.1 (* trusts anyone)"
+                ) from None
+        if not entries:
+            raise ValueError("must name at least one address, such as 127.0.0.1")
+        return ",".join(entries)
 
     @field_validator("ultravox_api_url")
     @classmethod
@@ -224,11 +263,12 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def _agent_fields(self) -> Self:
         if self.ultravox_agent_id:
-            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
+            bad = sorted(self.ultravox_call_options.keys() - AGENT_CALL_FIELDS)
             if bad:
                 raise ValueError(
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
-                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
+                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent "
+                    f"call takes {', '.join(sorted(AGENT_CALL_FIELDS))})"
                 )
         return self
 
@@ -248,6 +288,16 @@ class ServiceSettings(BaseSettings):
                 f"DEDUPE_LEASE_SECONDS ({self.dedupe_lease_seconds:g}) must be longer than "
                 f"ULTRAVOX_DEADLINE_SECONDS ({self.ultravox_deadline_seconds:g}), or a repeat "
                 "could create a second call while the first is still being created"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _join_window_within_ttl(self) -> Self:
+        if self.dedupe_join_window_seconds > self.dedupe_ttl_seconds:
+            raise ValueError(
+                f"DEDUPE_JOIN_WINDOW_SECONDS ({self.dedupe_join_window_seconds:g}) must not "
+                f"exceed DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds:g}): once the record of "
+                "a call is gone, a repeat creates a new call"
             )
         return self
 

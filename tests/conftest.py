@@ -118,7 +118,7 @@ def twilio_webhook(
 
 def telnyx_webhook(
     fields: dict[str, str],
-    method: str = "GET",
+    method: str = "POST",
     path: str = "/telnyx/incoming",
     key: SigningKey = TELNYX_KEY,
     timestamp: int | None = None,

@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+import redis
 import respx
 from prometheus_client import REGISTRY
 
@@ -100,7 +101,7 @@ async def test_expired_record_allows_a_new_call(
     store: str, ultravox: respx.MockRouter, request: pytest.FixtureRequest
 ) -> None:
     route = slow_ultravox(ultravox, JOIN_URL, OTHER_JOIN_URL, delay=0)
-    settings = settings_for(store, request, dedupe_ttl_seconds=0.2)
+    settings = settings_for(store, request, dedupe_ttl_seconds=0.2, dedupe_join_window_seconds=0.1)
     async with running_app(settings) as client:
         first = await twilio_webhook(twilio_fields()).send(client)
         await asyncio.sleep(0.4)
@@ -237,3 +238,56 @@ async def test_unreadable_record_leads_to_fallback_not_a_crash(
     assert answer.status_code == 200
     assert "<Say>" in answer.text
     assert route.call_count == 0
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_repeat_after_the_join_window_is_rejected_without_the_join_url(
+    provider: ProviderCase, store: str, ultravox: respx.MockRouter, request: pytest.FixtureRequest
+) -> None:
+    # Twilio's and Plivo's signatures carry no time: a captured webhook replayed later verifies.
+    route = slow_ultravox(ultravox, JOIN_URL, OTHER_JOIN_URL, delay=0)
+    late = webhooks(provider.name, "late_repeat")
+    settings = settings_for(store, request, dedupe_join_window_seconds=0.2)
+    webhook = provider.webhook(provider.fields())
+    async with running_app(settings) as client:
+        first = await webhook.send(client)
+        within_window = await webhook.send(client)
+        await asyncio.sleep(0.4)
+        replays = [await webhook.send(client) for _ in range(3)]
+        reject = client.app.state.bridge.adapters[provider.name].reject_answer()  # type: ignore[attr-defined]
+
+    assert JOIN_URL.replace("&", "&amp;") in first.text
+    assert within_window.text == first.text
+    assert [r.status_code for r in replays] == [200] * 3
+    assert [r.text for r in replays] == [reject.body.decode()] * 3
+    assert route.call_count == 1
+    assert webhooks(provider.name, "late_repeat") - late == 3
+
+
+async def test_call_record_outlives_its_join_url_by_days(
+    redis_url: str, ultravox: respx.MockRouter
+) -> None:
+    slow_ultravox(ultravox, delay=0)
+    call_id = twilio_fields()["CallSid"]
+    async with running_app(make_settings(redis_url=redis_url)) as client:
+        await twilio_webhook(twilio_fields()).send(client)
+
+    with redis.Redis.from_url(redis_url, decode_responses=True) as shared:
+        marker_ttl = shared.pttl(f"bridge:call:twilio:{call_id}") / 1000
+        join_ttl = shared.pttl(f"bridge:join:twilio:{call_id}") / 1000
+        marker = json.loads(shared.get(f"bridge:call:twilio:{call_id}"))
+        join_url = shared.get(f"bridge:join:twilio:{call_id}")
+    assert 7 * 24 * 3600 - 60 < marker_ttl <= 7 * 24 * 3600
+    assert 25 < join_ttl <= 30
+    assert marker == {"state": "created", "callId": "uv-x=1"}
+    assert join_url == JOIN_URL
+
+
+def test_join_window_longer_than_the_record_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"DEDUPE_JOIN_WINDOW_SECONDS \(120\) must not exceed"):
+        load_settings(
+            _env_file=None,
+            ultravox_api_key=API_KEY,
+            dedupe_ttl_seconds=60,
+            dedupe_join_window_seconds=120,
+        )

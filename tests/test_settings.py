@@ -45,7 +45,9 @@ def test_missing_api_key_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> N
         (
             {"ULTRAVOX_AGENT_ID": "a-1", "ULTRAVOX_CALL_OPTIONS": '{"systemPrompt": "x"}'},
             "settings: ULTRAVOX_CALL_OPTIONS sets systemPrompt, which an agent call cannot "
-            "override; change them on the agent or unset ULTRAVOX_AGENT_ID",
+            "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent call takes "
+            "callbacks, firstSpeakerSettings, initialMessages, joinTimeout, maxDuration, "
+            "metadata, recordingEnabled, templateContext, voice)",
         ),
         (
             {"FALLBACK_DIAL_NUMBER": "555-0100"},
@@ -98,6 +100,7 @@ PROVIDER_ENVIRONMENT = {
     "TWILIO_FROM_NUMBER": "+15005550006",
     "TELNYX_PUBLIC_KEY": "AQ" + "A" * 41 + "=",
     "TELNYX_STREAM_CODEC": "PCMU",
+    "TELNYX_STREAM_SAMPLING_RATE": "8000",
     "TELNYX_API_KEY": "telnyx-api-key",
     "TELNYX_CONNECTION_ID": "1234567890",
     "TELNYX_FROM_NUMBER": "+15005550007",
@@ -106,6 +109,7 @@ PROVIDER_ENVIRONMENT = {
     "PLIVO_AUTH_ID": "MA" + "B" * 18,
     "PLIVO_FROM_NUMBER": "+15005550008",
     "VONAGE_SIGNATURE_SECRET": "vonage-secret",
+    "VONAGE_SAMPLE_RATE": "8000",
     "ASTERISK_TOKEN": "asterisk-token-0123456789",
 }
 
@@ -137,11 +141,13 @@ def test_each_providers_options_are_read_from_its_environment_variables(
         "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
         "TWILIO_FROM_NUMBER": "+15005550006",
         "TELNYX_STREAM_CODEC": "PCMU",
+        "TELNYX_STREAM_SAMPLING_RATE": 8000,
         "TELNYX_CONNECTION_ID": "1234567890",
         "TELNYX_FROM_NUMBER": "+15005550007",
         "PLIVO_STREAM_CONTENT_TYPE": "audio/x-mulaw;rate=8000",
         "PLIVO_AUTH_ID": "MA" + "B" * 18,
         "PLIVO_FROM_NUMBER": "+15005550008",
+        "VONAGE_SAMPLE_RATE": 8000,
     }
 
 

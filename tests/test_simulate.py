@@ -52,7 +52,7 @@ METHODS = ["POST", "GET"]
 
 @pytest.fixture
 async def app_transport() -> AsyncIterator[httpx.ASGITransport]:
-    async with running_app(make_settings()) as client:
+    async with running_app(make_settings(telnyx_allow_get=True)) as client:
         yield httpx.ASGITransport(app=client.app)  # type: ignore[attr-defined]
 
 
@@ -370,7 +370,7 @@ def test_command_reads_the_secret_from_the_environment(
 
     out, err = capsys.readouterr()
     assert status == 1
-    assert out.splitlines()[0].startswith(f"request:  GET {url}?AccountSid=")
+    assert out.splitlines()[0] == f"request:  POST {url}"
     assert "verdict:  unreachable: could not connect to" in out
     assert ": waiting up to 2 s for the answer" in err
 

@@ -22,8 +22,11 @@ class APIError(Exception):
 
 
 async def webhook_refused(request: Request, exc: WebhookError) -> Response:
-    """A refused webhook, media handshake or event: the reason, for the provider's console."""
-    return Response(f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
+    """A refused webhook, media handshake or event: the reason, for the provider's console, with
+    the headers the refusal calls for (`Allow` on a 405)."""
+    return Response(
+        f"{exc}\n", status_code=exc.status_code, headers=dict(exc.headers), media_type="text/plain"
+    )
 
 
 async def api_refused(request: Request, exc: APIError) -> JSONResponse:

@@ -91,6 +91,7 @@ async def outbound_answer(
     webhook = await webhook_request(request, settings.public_base_url)
     adapter.check(webhook)
     call = adapter.parse(webhook)
+    await adapter.hold(webhook, call)
     fields = {"provider": provider, "call_id": call.call_id}
     try:
         stored = await store.take(pending_key(provider, reference))

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import BridgeDep, SettingsDep
-from app.calltypes import Answer, WebhookError, WebhookRequest
+from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count
 from app.inbound import Bridge
 from app.settings import ServiceSettings
 
@@ -43,12 +43,21 @@ async def read_body(request: Request) -> bytes:
 
 
 async def webhook_request(request: Request, public_base_url: str | None) -> WebhookRequest:
+    """The request as the provider adapters read it. A query or form of more fields than any
+    provider sends is refused here (`TooManyFields`), before any adapter's signature check."""
+    query: bytes = request.scope.get("query_string", b"")
+    if query:
+        check_field_count(query.count(b"&") + 1, "query")
+    body = await read_body(request) if request.method == "POST" else b""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body and content_type == "application/x-www-form-urlencoded":
+        check_field_count(body.count(b"&") + 1, "form")
     return WebhookRequest(
         method=request.method,
         url=signed_url(request, public_base_url),
         headers=request.headers,
         query=request.query_params.multi_items(),
-        body=await read_body(request) if request.method == "POST" else b"",
+        body=body,
         received_at=time.time(),
     )
 

@@ -5,8 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.phone import to_e164
-from app.settings import E164
+from app.phone import written_e164
 
 
 class OutboundCallRequest(BaseModel):
@@ -25,12 +24,8 @@ class OutboundCallRequest(BaseModel):
     @field_validator("to", "from_")
     @classmethod
     def _phone_number(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        number = to_e164(value)
-        if not E164.match(number):
-            raise ValueError("must be a phone number in E.164 form, such as +15005550006")
-        return number
+        # The number is dialled as given: it must carry its + and country code.
+        return None if value is None else written_e164(value)
 
     @field_validator("metadata")
     @classmethod

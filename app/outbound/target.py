@@ -7,7 +7,7 @@ from app.calltypes import InboundCall
 from app.outbound.errors import InvalidOutboundRequest, RouteRefusesCalls
 from app.outbound.request import OutboundCallRequest
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
-from app.ultravox import AGENT_FORBIDDEN_FIELDS
+from app.ultravox import AGENT_CALL_FIELDS
 
 
 def outbound_target(
@@ -24,7 +24,8 @@ def outbound_target(
             if route is None or isinstance(route.target, RejectTarget)
             else route.target.call_fields
         )
-        allowed = {k: v for k, v in fields.items() if k not in AGENT_FORBIDDEN_FIELDS}
+        # The route's fields an agent call takes; the agent has its own prompt, model, ...
+        allowed = {k: v for k, v in fields.items() if k in AGENT_CALL_FIELDS}
         target = AgentTarget(agent_id=request.agent_id, call_fields=allowed)
     elif route is None:
         raise InvalidOutboundRequest(f"no route for the caller number {call.to_number}")

@@ -36,10 +36,29 @@ MEDIA_ONLY_ENDPOINTS: tuple[type[MediaEndpoint], ...] = tuple(
 def build_adapters(
     settings: ServiceSettings, store: Store | None = None
 ) -> dict[str, ProviderAdapter]:
-    """One adapter per registered provider, keyed by the name used in its URLs. `store` holds
-    sessions between a relayed provider's webhook and its media socket (the app's shared one)."""
+    """One adapter per registered provider, keyed by the name used in its URLs. `store` (the app's
+    shared one) holds sessions between a relayed provider's webhook and its media socket, and
+    the signatures a provider holds to one call."""
     store = store if store is not None else MemoryStore()
     return {cls.name: cls.build(settings, store) for cls in ADAPTERS}
+
+
+def _no_provider_hint() -> str:
+    *others, last = [hint for spec in PROVIDERS if (hint := spec.setup_hint) is not None]
+    return f"no provider can take calls: set {', '.join(others)} or {last}"
+
+
+# What to set so that some provider's calls can be taken, for start-up and check-config.
+NO_PROVIDER_HINT = _no_provider_hint()
+
+
+def providers_taking_calls(
+    settings: ServiceSettings, adapters: dict[str, ProviderAdapter]
+) -> list[str]:
+    """The providers whose calls these settings let the service take: webhook providers with
+    their secret (or signatures off), and media-only ones with theirs (Asterisk's token)."""
+    ready = sorted(name for name, adapter in adapters.items() if adapter.ready)
+    return ready + [make.name for make in MEDIA_ONLY_ENDPOINTS if make(settings).ready]
 
 
 def build_media_endpoints(

@@ -16,6 +16,8 @@ from app.calltypes import (
     InboundCall,
     MalformedWebhook,
     ProviderNotConfigured,
+    SignatureError,
+    WebhookError,
     WebhookRequest,
 )
 from app.phone import to_e164
@@ -32,6 +34,14 @@ def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
         if name in values:
             raise MalformedWebhook(f"field {name} is repeated")
         values[name] = value
+    return values
+
+
+def multi_map(params: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each field's values by name, in order, built in one pass (linear in the field count)."""
+    values: dict[str, list[str]] = {}
+    for name, value in params:
+        values.setdefault(name, []).append(value)
     return values
 
 
@@ -76,6 +86,12 @@ class ProviderAdapter(ABC):
         webhook and the media socket (relayed providers) override it to take the shared store."""
         return cls(settings)
 
+    @classmethod
+    def setup_hint(cls) -> str:
+        """What to set so that this provider can take calls: its secret's setting, and what
+        else its calls need."""
+        return cls.secret_setting
+
     @property
     @abstractmethod
     def has_secrets(self) -> bool:
@@ -92,7 +108,16 @@ class ProviderAdapter(ABC):
             return
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        self.verify(request)
+        try:
+            self.verify(request)
+        except WebhookError:
+            raise
+        except Exception as exc:
+            # A provider SDK that chokes on hostile input (a query of bytes that are not UTF-8, a
+            # claim of the wrong type) has not vouched for the request: refuse it, never crash.
+            raise SignatureError(
+                f"the {self.name} signature could not be checked ({type(exc).__name__})"
+            ) from None
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None:
@@ -101,6 +126,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
         """Read the incoming call from a verified webhook; `MalformedWebhook` if fields lack."""
+
+    async def hold(self, request: WebhookRequest, call: InboundCall) -> None:
+        """Refuse (`SignatureError`) a verified webhook whose signature does not cover `call`'s
+        fields and already vouched for another call. Most providers sign the call's fields, so
+        there is nothing to hold; one that does not keeps its signatures in the shared store."""
+        return None
 
     @abstractmethod
     def medium(self) -> dict[str, Any]:

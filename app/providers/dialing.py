@@ -6,6 +6,8 @@ happens only when outbound calling is configured, so inbound-only start-up never
 """
 
 import asyncio
+import socket
+import ssl
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -55,6 +57,35 @@ def never_sent(exc: Exception) -> bool:
         and isinstance(cause, MaxRetryError)
         and isinstance(cause.reason, NewConnectionError)
     )
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Why a request to a provider failed, in a few plain words for the API's answer and the
+    log: what the chain of causes says (a name that does not resolve, a refused connection, a
+    timeout), not the library's exception repr with its object addresses."""
+    causes: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or current in causes:
+            continue
+        causes.append(current)
+        # Libraries wrap the OS error as a cause, a context, urllib3's `reason` or an argument.
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += list(current.args[:1])
+    names = {type(cause).__name__ for cause in causes}
+    for cause in causes:  # the response caps' own message already says it plainly
+        if type(cause).__name__ == "ResponseTooLarge":
+            return str(cause)
+    if any(isinstance(c, socket.gaierror) for c in causes) or "NameResolutionError" in names:
+        return "its host name does not resolve"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "the connection was refused"
+    if any(isinstance(c, TimeoutError) for c in causes) or any("Timeout" in n for n in names):
+        return "it did not answer in time"
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return "the TLS handshake failed"
+    return "the connection failed"
 
 
 class DialUncertain(DialError):

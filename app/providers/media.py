@@ -50,11 +50,23 @@ class MediaEndpoint(ABC):
     """A provider's media socket endpoint, `/{name}/media[/{reference}]`."""
 
     name: ClassVar[str]
+    # The setting whose secret a platform presents on the socket.
+    secret_setting: ClassVar[str]
 
     @abstractmethod
     def __init__(self, settings: ServiceSettings) -> None:
         """Endpoints are built once at start-up from the settings (media-only ones by the
         registry in app/providers/__init__.py); subclasses read what they need."""
+
+    @classmethod
+    def setup_hint(cls) -> str:
+        """What to set so that this endpoint can take calls."""
+        return cls.secret_setting
+
+    @property
+    def ready(self) -> bool:
+        """Whether a platform's socket can be admitted (its secret is configured)."""
+        return True
 
     def subprotocol(self, offered: list[str]) -> str | None:
         """The WebSocket subprotocol to accept among those the platform offered, if any."""

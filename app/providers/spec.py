@@ -23,6 +23,13 @@ class ProviderSpec:
     dialer: type[Dialer] | None = None
     simulator: type[Simulator] | None = None
 
+    @property
+    def setup_hint(self) -> str | None:
+        """What to set so that this provider can take calls, for the start-up hint and
+        check-config; None for a provider that takes no calls."""
+        takes_calls = self.adapter or self.media_endpoint
+        return takes_calls.setup_hint() if takes_calls is not None else None
+
     def __post_init__(self) -> None:
         parts = (self.adapter, self.media_endpoint, self.dialer, self.simulator)
         for part in parts:

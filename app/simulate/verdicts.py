@@ -37,7 +37,7 @@ def judge(
     """The verdict on the service's answer `status` and `body`."""
     reason = body.strip()[:300]
     if status == 200:
-        return _judge_xml(simulator, body)
+        return _judge_xml(simulator, body, url)
     if status == 403:
         return Verdict("forbidden", simulator.forbidden_hint(url))
     if status == 400:
@@ -74,7 +74,7 @@ def judge(
     return Verdict("unexpected", f"the service answered HTTP {status}: {reason}")
 
 
-def _judge_xml(simulator: Simulator, body: str) -> Verdict:
+def _judge_xml(simulator: Simulator, body: str, url: str) -> Verdict:
     try:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
@@ -88,6 +88,13 @@ def _judge_xml(simulator: Simulator, body: str) -> Verdict:
             f"{reading.detail}: a real {simulator.title} call would be connected to your agent. "
             "This simulated call is never joined; Ultravox ends it after its join timeout.",
             reading.stream_url,
+        )
+    if reading.kind is AnswerKind.FALLBACK and _is_fallback_url(url):
+        return Verdict(
+            "fallback",
+            f"the answer {reading.detail}, as it always is at this URL: /{simulator.name}/fallback "
+            "is the provider's fallback URL, which answers with the fallback without asking "
+            f"Ultravox. To check a call, simulate /{simulator.name}/incoming.",
         )
     if reading.kind is AnswerKind.FALLBACK:
         return Verdict(
@@ -105,6 +112,10 @@ def _judge_xml(simulator: Simulator, body: str) -> Verdict:
             "(or its route rejects calls). Check the routing, or pass --to with a routed number.",
         )
     return Verdict("unexpected", f"{simulator.title} could not use this answer: {reading.detail}")
+
+
+def _is_fallback_url(url: str) -> bool:
+    return urlsplit(url).path.rstrip("/").endswith("/fallback")
 
 
 def timed_out(limit_seconds: float) -> Verdict:

@@ -123,11 +123,16 @@ class AsteriskMedia(PlatformMedia):
 
 class AsteriskEndpoint(MediaEndpoint):
     name = "asterisk"
+    secret_setting = "ASTERISK_TOKEN"
 
     def __init__(self, settings: ServiceSettings) -> None:
         options = AsteriskOptions.of(settings)
         self._tokens = [token.get_secret_value().encode() for token in options.asterisk_token]
         self._media_idle_timeout = settings.relay_media_idle_timeout
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._tokens)
 
     def subprotocol(self, offered: list[str]) -> str | None:
         # websocket_client.conf's `protocols = media` offers this; a strict client needs it back.

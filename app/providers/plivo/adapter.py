@@ -6,7 +6,7 @@ from types import ModuleType
 from typing import Any
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
-from app.providers.base import ProviderAdapter, inbound_call, single_values
+from app.providers.base import ProviderAdapter, inbound_call, multi_map, single_values
 from app.providers.plivo.options import PlivoOptions
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
@@ -49,14 +49,10 @@ def _plivo_xml(response: Any) -> Answer:
 
 def _signed_params(request: WebhookRequest) -> dict[str, Any]:
     """The form fields as the SDK's signer expects them: a list where a name repeats."""
-    params: dict[str, Any] = {}
-    for name, value in request.form():
-        if name in params:
-            existing = params[name]
-            params[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
-        else:
-            params[name] = value
-    return params
+    return {
+        name: values[0] if len(values) == 1 else values
+        for name, values in multi_map(request.form()).items()
+    }
 
 
 class PlivoAdapter(ProviderAdapter):

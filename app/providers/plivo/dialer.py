@@ -15,6 +15,7 @@ from app.providers.dialing import (
     OutboundCall,
     PerThreadClients,
     never_sent,
+    plain_reason,
 )
 from app.providers.plivo.options import PlivoOptions
 from app.settings import ServiceSettings
@@ -32,8 +33,12 @@ class PlivoDialer(Dialer):
         auth_id = options.plivo_auth_id or ""
         auth_token = options.plivo_auth_token[0].get_secret_value()
 
+        from app.providers.capped_requests import CappedAdapter
+
         def new_client() -> Any:
-            return plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            client = plivo.RestClient(auth_id, auth_token, timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            client.session.mount("https://", CappedAdapter())
+            return client
 
         self._clients = PerThreadClients(new_client, lambda client: client.session.close())
 
@@ -72,8 +77,8 @@ class PlivoDialer(Dialer):
             raise DialRefused(self.name, str(exc)) from exc
         except RequestException as exc:
             if never_sent(exc):
-                raise DialNotSent(self.name, f"cannot reach Plivo: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Plivo: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Plivo: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Plivo: {plain_reason(exc)}") from exc
         return Dialed(str(created.request_uuid))
 
     async def aclose(self) -> None:

@@ -1,23 +1,54 @@
 """Telnyx TeXML: instruction fetches signed with Ed25519 over `timestamp|body`, answered with
-TeXML, which Telnyx's SDK does not build, so `xml.etree` does."""
+TeXML, which Telnyx's SDK does not build, so `xml.etree` does.
+
+A GET fetch has no body, so its signature covers only the timestamp: the call's fields in the
+query are unsigned, and every GET of the account in one second carries the same signature. GET
+is therefore refused unless TELNYX_ALLOW_GET is set, and then each signature vouches for one
+call id only."""
 
 import base64
 import binascii
+import hashlib
+import logging
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
+from app.calltypes import (
+    Answer,
+    FallbackPlan,
+    InboundCall,
+    MalformedWebhook,
+    MethodNotAllowed,
+    SignatureError,
+    WebhookRequest,
+)
 from app.providers.base import ProviderAdapter, inbound_call, single_values
 from app.providers.telnyx.options import TelnyxOptions
 from app.settings import ServiceSettings
+from app.store import MemoryStore, Store, StoreError
 from app.ultravox import UltravoxCall
+
+logger = logging.getLogger(__name__)
 
 TEXML = "text/xml"
 # Telnyx's own SDK accepts this much clock skew between its timestamp and ours, either way.
 TIMESTAMP_TOLERANCE_SECONDS = 300
+# A signature verifies for twice the tolerance; its record must outlive that.
+SIGNATURE_RECORD_SECONDS = 2 * TIMESTAMP_TOLERANCE_SECONDS + 60
+# CallSid is the call's call_control_id: a version, a colon and URL-safe base64 (v3:MdI9...).
+CALL_SID = re.compile(r"v[0-9]{1,2}:[A-Za-z0-9_-]{1,128}")
+# From and To: a phone number or a SIP address, in ASCII, without quotes, spaces or control
+# characters (a GET's query is unsigned, and these reach Ultravox and the logs).
+ADDRESS = re.compile(r"[A-Za-z0-9+*#@:;=.,_~!%-]{1,256}")
+GET_REFUSED = (
+    "Telnyx webhooks by GET are refused: Telnyx signs no query string, so anyone holding one "
+    "signature could start calls. Set the TeXML application's Voice Method to POST (or "
+    "TELNYX_ALLOW_GET=true)"
+)
 
 
 def _texml(response: ET.Element) -> Answer:
@@ -28,18 +59,29 @@ class TelnyxAdapter(ProviderAdapter):
     name = "telnyx"
     secret_setting = "TELNYX_PUBLIC_KEY"
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, store: Store | None = None) -> None:
         super().__init__(settings)
         options = TelnyxOptions.of(settings)
+        self._allow_get = options.telnyx_allow_get
+        self._store = store if store is not None else MemoryStore()
         self._keys = [
             VerifyKey(base64.b64decode(key.get_secret_value())) for key in options.telnyx_public_key
         ]
         self._codec = options.telnyx_stream_codec
         self._sampling_rate = str(options.telnyx_stream_sampling_rate)
 
+    @classmethod
+    def build(cls, settings: ServiceSettings, store: Store) -> "TelnyxAdapter":
+        return cls(settings, store)
+
     @property
     def has_secrets(self) -> bool:
         return bool(self._keys)
+
+    def check(self, request: WebhookRequest) -> None:
+        if request.method != "POST" and not self._allow_get:
+            raise MethodNotAllowed(GET_REFUSED)
+        super().check(request)
 
     def verify(self, request: WebhookRequest) -> None:
         signature_b64 = request.headers.get("telnyx-signature-ed25519")
@@ -63,7 +105,35 @@ class TelnyxAdapter(ProviderAdapter):
         raise SignatureError("telnyx-signature-ed25519 does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
-        return inbound_call(self.name, single_values(request.params()), "CallSid", "From", "To")
+        fields = single_values(request.params())
+        call = inbound_call(self.name, fields, "CallSid", "From", "To", CALL_SID)
+        for name in ("From", "To"):
+            if not ADDRESS.fullmatch(fields[name].strip()):
+                raise MalformedWebhook(f"{name} is not a phone number or SIP address")
+        return call
+
+    async def hold(self, request: WebhookRequest, call: InboundCall) -> None:
+        # A POST's signature covers its body, and so the call; a GET's covers the timestamp only.
+        if request.method == "POST" or not self.verify_signatures:
+            return
+        timestamp = request.headers["telnyx-timestamp"]
+        signature = base64.b64decode(request.headers["telnyx-signature-ed25519"])
+        # Keyed on the signature's bytes, not the header's text, which base64 can spell otherwise.
+        digest = hashlib.sha256(timestamp.encode() + b"|" + signature).hexdigest()
+        key = f"signature:{self.name}:{digest}"
+        try:
+            first = await self._store.claim(key, call.call_id, SIGNATURE_RECORD_SECONDS)
+        except StoreError as exc:
+            logger.warning(
+                "telnyx.signature_not_held",
+                extra={"fields": {"call_id": call.call_id, "error": str(exc)}},
+            )
+            return
+        if first is not None and first != call.call_id:
+            raise SignatureError(
+                "this Telnyx GET signature already vouched for another call (GET signs no "
+                "call fields); set the TeXML application's Voice Method to POST"
+            )
 
     def medium(self) -> dict[str, Any]:
         return {"telnyx": {}}

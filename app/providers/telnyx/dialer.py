@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from app.http_transport import CappedTransport
 from app.providers.dialing import (
     PROVIDER_REQUEST_TIMEOUT_SECONDS,
     Dialed,
@@ -14,6 +15,7 @@ from app.providers.dialing import (
     DialRefused,
     DialUncertain,
     OutboundCall,
+    plain_reason,
 )
 from app.providers.telnyx.options import TelnyxOptions
 from app.settings import ServiceSettings
@@ -51,6 +53,9 @@ class TelnyxDialer(Dialer):
             base_url=TELNYX_API_URL,
             timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS,
             max_retries=0,
+            http_client=telnyx.DefaultAsyncHttpxClient(
+                transport=CappedTransport(httpx.AsyncHTTPTransport())
+            ),
         )
         self._connection_id = options.telnyx_connection_id or ""
         self._codec: Any = options.telnyx_stream_codec
@@ -88,8 +93,8 @@ class TelnyxDialer(Dialer):
         except self._telnyx.APIConnectionError as exc:
             # The SDK wraps httpx's error: a failed connect means nothing was sent.
             if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
-                raise DialNotSent(self.name, f"cannot reach Telnyx: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Telnyx: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Telnyx: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Telnyx: {plain_reason(exc)}") from exc
         if dialed.data is None:
             raise DialUncertain(self.name, "Telnyx accepted the dial without a call_control_id")
         return Dialed(dialed.data.call_control_id)

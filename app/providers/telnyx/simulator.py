@@ -45,7 +45,8 @@ class TelnyxSimulator(Simulator):
 
     name = "telnyx"
     title = "Telnyx"
-    default_method: ClassVar[HttpMethod] = "GET"
+    # The service refuses Telnyx GETs unless TELNYX_ALLOW_GET is set: their query is unsigned.
+    default_method: ClassVar[HttpMethod] = "POST"
     call_id_field = "CallSid"
     secret_setting = "TELNYX_PRIVATE_KEY"
     service_secret_setting = "TELNYX_PUBLIC_KEY"

@@ -14,6 +14,7 @@ from app.providers.dialing import (
     OutboundCall,
     PerThreadClients,
     never_sent,
+    plain_reason,
 )
 from app.providers.twilio.answers import stream_twiml
 from app.providers.twilio.options import TwilioOptions
@@ -33,14 +34,13 @@ class TwilioDialer(Dialer):
         account_sid = options.twilio_account_sid or ""
         auth_token = options.twilio_auth_token[0].get_secret_value()
 
+        from app.providers.capped_requests import CappedAdapter
+
         def new_client() -> Any:
+            http_client = TwilioHttpClient(timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS)
+            http_client.session.mount("https://", CappedAdapter())
             # An empty environment: the SDK would otherwise read TWILIO_* variables itself.
-            return Client(
-                account_sid,
-                auth_token,
-                http_client=TwilioHttpClient(timeout=PROVIDER_REQUEST_TIMEOUT_SECONDS),
-                environment={},
-            )
+            return Client(account_sid, auth_token, http_client=http_client, environment={})
 
         self._clients = PerThreadClients(
             new_client, lambda client: client.http_client.session.close()
@@ -76,8 +76,8 @@ class TwilioDialer(Dialer):
             raise DialRefused(self.name, message, exc.status) from exc
         except RequestException as exc:
             if never_sent(exc):
-                raise DialNotSent(self.name, f"cannot reach Twilio: {exc!r}") from exc
-            raise DialUncertain(self.name, f"no answer from Twilio: {exc!r}") from exc
+                raise DialNotSent(self.name, f"cannot reach Twilio: {plain_reason(exc)}") from exc
+            raise DialUncertain(self.name, f"no answer from Twilio: {plain_reason(exc)}") from exc
         return Dialed(str(created.sid))
 
     async def aclose(self) -> None:

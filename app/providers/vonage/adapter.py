@@ -44,6 +44,12 @@ JWT_TOLERANCE_SECONDS = 300
 # Vonage opens the media socket right after our answer; a reference left unused longer is stale.
 SESSION_TTL_SECONDS = 60
 SESSION_KEY = "relay:vonage:{reference}"
+# Held by the first media socket of an Ultravox call: a repeated answer webhook mints another
+# reference, but the call takes one socket.
+SOCKET_KEY = "relay:vonage:socket:{ultravox_call_id}"
+# Fields only call events carry. Vonage's JWT names no URL, so an event's signed payload would
+# verify on the answer URL too: these tell the two apart.
+EVENT_ONLY_FIELDS = ("status", "timestamp")
 # Event fields worth logging, under the names the service's log lines use.
 EVENT_FIELDS = {
     "uuid": "call_id",
@@ -65,8 +71,9 @@ def _signed_payloads(request: WebhookRequest) -> list[bytes]:
     if request.method != "POST":
         return [_compact_json(single_values(request.query))]
     payloads = [request.body]
-    # A body that is not JSON is refused by parse() once the signature is checked.
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
+    # A body that is not JSON (or nests too deep to decode) is refused by parse() once the
+    # signature is checked.
+    with contextlib.suppress(ValueError, UnicodeDecodeError, RecursionError):
         payloads.append(_compact_json(json.loads(request.body)))
     return payloads
 
@@ -125,10 +132,17 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         self._public_base_url = settings.public_base_url
         self._media_origin = _websocket_origin(settings.public_base_url)
         self._store = store
+        # A new reference can be minted for a call while repeats get its joinUrl, and lives
+        # SESSION_TTL_SECONDS: the socket's claim outlasts both.
+        self._socket_claim_seconds = settings.dedupe_join_window_seconds + SESSION_TTL_SECONDS
 
     @classmethod
     def build(cls, settings: ServiceSettings, store: Store) -> "VonageAdapter":
         return cls(settings, store)
+
+    @classmethod
+    def setup_hint(cls) -> str:
+        return f"{cls.secret_setting} (with PUBLIC_BASE_URL)"
 
     @property
     def has_secrets(self) -> bool:
@@ -153,6 +167,8 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
             raise SignatureError("missing Authorization: Bearer <JWT>")
         claims = self._decode(token.strip())
         issued_at = claims["iat"]
+        if not isinstance(issued_at, int | float) or isinstance(issued_at, bool):
+            raise SignatureError("Vonage JWT iat is not a number")
         if abs(request.received_at - issued_at) > JWT_TOLERANCE_SECONDS:
             raise SignatureError("Vonage JWT iat is too old or in the future")
         claimed = claims.get("payload_hash")
@@ -192,7 +208,7 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         # With answer_method POST, Vonage sends JSON, not a form.
         try:
             data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedWebhook("the body is not JSON") from None
         if not isinstance(data, dict):
             raise MalformedWebhook("the body is not a JSON object")
@@ -203,7 +219,13 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         }
 
     def parse(self, request: WebhookRequest) -> InboundCall:
-        return inbound_call(self.name, self._fields(request), "uuid", "from", "to")
+        fields = self._fields(request)
+        carried = [name for name in EVENT_ONLY_FIELDS if name in fields]
+        if carried:
+            raise SignatureError(
+                f"this Vonage JWT signed a call event ({', '.join(carried)}), not an answer webhook"
+            )
+        return inbound_call(self.name, fields, "uuid", "from", "to")
 
     def medium(self) -> dict[str, Any]:
         return server_websocket_medium(self._sample_rate, self._media_idle_timeout)
@@ -254,6 +276,9 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         if session is None:
             raise SocketRefused("unknown, expired or already used session reference")
         details = json.loads(session)
+        socket_key = SOCKET_KEY.format(ultravox_call_id=details["ultravox_call_id"])
+        if await self._store.claim(socket_key, reference, self._socket_claim_seconds) is not None:
+            raise SocketRefused("this call already has its media socket")
         return Admission(details["call_id"], details)
 
     async def open(
