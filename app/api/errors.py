@@ -1,7 +1,12 @@
 """How errors become HTTP responses, in one place: `main.py` registers these handlers, and
-routes raise. Providers get plain text (their consoles show it); API clients get JSON."""
+routes raise. Providers get plain text (their consoles show it); API clients get JSON.
 
-from collections.abc import Callable, Coroutine
+Two refusals come before any route: oversized headers (431, `header_limit.py`, which answers
+with `plain_refusal` before anything reads them) and a request head or body too slow or too
+large to read (408, 431), which `app/http_protocol.py` writes itself, before the application
+sees a request."""
+
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -21,12 +26,17 @@ class APIError(Exception):
         self.headers = headers
 
 
+def plain_refusal(status_code: int, reason: str, headers: Mapping[str, str] = {}) -> Response:
+    """A refusal as plain text: the reason on one line, which a provider's console shows."""
+    return Response(
+        f"{reason}\n", status_code=status_code, headers=dict(headers), media_type="text/plain"
+    )
+
+
 async def webhook_refused(request: Request, exc: WebhookError) -> Response:
     """A refused webhook, media handshake or event: the reason, for the provider's console, with
     the headers the refusal calls for (`Allow` on a 405)."""
-    return Response(
-        f"{exc}\n", status_code=exc.status_code, headers=dict(exc.headers), media_type="text/plain"
-    )
+    return plain_refusal(exc.status_code, str(exc), exc.headers)
 
 
 async def api_refused(request: Request, exc: APIError) -> JSONResponse:

@@ -4,6 +4,8 @@ SDK that logs a header it does not understand) sees them. The HTTP parser uvicor
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.errors import plain_refusal
+
 # Providers' webhooks carry a few kB of headers (a Vonage JWT is the largest); h11, uvicorn's
 # other parser, allows 16 KiB for the whole head.
 MAX_HEADER_BYTES = 16 * 1024
@@ -20,24 +22,13 @@ class HeaderSizeLimit:
         if scope["type"] in ("http", "websocket"):
             size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
             if size > self.max_bytes:
-                await _refuse(scope, send, self.max_bytes)
+                await _refuse(scope, receive, send, self.max_bytes)
                 return
         await self.app(scope, receive, send)
 
 
-async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": "headers too large"})
         return
-    body = f"request headers over {limit} bytes\n".encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 431,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await plain_refusal(431, f"request headers over {limit} bytes")(scope, receive, send)
