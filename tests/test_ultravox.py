@@ -1,5 +1,6 @@
 """The Ultravox client alone: which failures it retries, how long it waits, and when it stops."""
 
+import asyncio
 import email.utils
 
 import httpx
@@ -23,13 +24,16 @@ CREATED = {"callId": "c-1", "joinUrl": "wss://voice.ultravox.test/j"}
 
 
 class Sleeps:
-    """A stand-in for asyncio.sleep that records the waits instead of waiting."""
+    """A stand-in for asyncio.sleep that records the waits instead of waiting. It still yields
+    to the event loop, so that a retry loop that never stops is cut off by the client's deadline
+    (and fails the test) instead of spinning forever."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
