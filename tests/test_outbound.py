@@ -4,6 +4,7 @@ and the promise that inbound-only start-up never loads a dialing SDK."""
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,16 @@ import pytest
 from app.outbound import (
     InvalidOutboundRequest,
     OutboundCallRequest,
+    OutboundCalls,
     RouteRefusesCalls,
     outbound_call_body,
     outbound_target,
 )
 from app.providers.base import FallbackPlan, InboundCall
+from app.providers.dialing import Dialed, Dialer, OutboundCall
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.routing.table import Rule
-from app.settings import ConfigError, load_settings
+from app.settings import ConfigError, Settings, load_settings
 from tests.conftest import AGENT_ID, make_settings
 
 OUR_NUMBER = "+15005550001"
@@ -215,3 +218,43 @@ def test_outbound_start_up_loads_the_configured_providers_sdks() -> None:
         "plivo": False,
         "redis": False,
     }
+
+
+class ClosingDialer(Dialer):
+    """A dialer that needs no settings and remembers whether it was closed."""
+
+    name = "closing"
+
+    def __init__(self, settings: Settings, executor: Any) -> None:
+        super().__init__(settings, executor)
+        self.closed = False
+
+    @staticmethod
+    def missing_settings(settings: Settings) -> list[str]:
+        return []
+
+    @staticmethod
+    def default_from(settings: Settings) -> str | None:
+        return OUR_NUMBER
+
+    async def dial(self, call: OutboundCall) -> Dialed:
+        return Dialed("dialled-1")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_closing_the_outbound_service_closes_its_dialers_and_threads() -> None:
+    outbound = OutboundCalls(make_settings(), (ClosingDialer,))
+    dialer = outbound.dialers["closing"]
+    assert isinstance(dialer, ClosingDialer)
+    dial_thread = await dialer.run_blocking(threading.current_thread)
+    assert dial_thread is not threading.current_thread()
+
+    await outbound.aclose()
+
+    assert dialer.closed
+    dial_thread.join(timeout=5)
+    assert not dial_thread.is_alive()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        await dialer.run_blocking(threading.current_thread)
