@@ -220,6 +220,30 @@ async def test_a_failure_after_ultravox_created_the_call_still_gives_the_fallbac
     assert ended.call_count == 1
 
 
+async def test_a_repeat_that_fails_to_answer_leaves_the_first_webhooks_call_running(
+    ultravox: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repeat shares the first webhook's Ultravox call, which the caller may already be
+    # talking to: the repeat's own failure must not end it.
+    from app.store import StoreError
+    from tests.conftest import twilio_fields, twilio_webhook
+
+    async def store_down(*args: object) -> object:
+        raise StoreError("Redis put failed")
+
+    ultravox.post("/calls").respond(201, json={"callId": "c-live", "joinUrl": "wss://u/j"})
+    ended = ultravox.delete("/calls/c-live").respond(204)
+    async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
+        first = await twilio_webhook(twilio_fields()).send(client)
+        adapter = client.app.state.bridge.adapters["twilio"]  # type: ignore[attr-defined]
+        monkeypatch.setattr(adapter, "stream_answer", store_down)
+        repeat = await twilio_webhook(twilio_fields()).send(client)
+        await asyncio.sleep(0.3)  # an end would run in the background, after the answer
+    assert '<Stream url="wss://u/j"' in first.text
+    assert repeat.text == FALLBACK_XML[("twilio", None)]
+    assert ended.call_count == 0
+
+
 async def test_an_unexpected_error_creating_the_call_gives_the_fallback_and_is_logged(
     ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
 ) -> None:
