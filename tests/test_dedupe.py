@@ -233,14 +233,19 @@ async def test_repeat_falls_back_when_the_first_creation_outlasts_the_deadline(
     assert await stuck_replica.claim(f"call:twilio:{call_id}", creating, ttl_seconds=60) is None
     await stuck_replica.close()
 
-    settings = make_settings(redis_url=redis_url, ultravox_deadline_seconds=0.3)
+    deadline = 0.3
+    settings = make_settings(redis_url=redis_url, ultravox_deadline_seconds=deadline)
     async with running_app(settings) as client:
+        started = time.perf_counter()
         answer = await twilio_webhook(twilio_fields()).send(client)
+        elapsed = time.perf_counter() - started
 
     assert answer.status_code == 200
     assert "<Say>" in answer.text
     assert "<Stream" not in answer.text
     assert route.call_count == 0
+    # The repeat waits as long as the deadline, not as long as the other replica's lease.
+    assert deadline - 0.01 <= elapsed < deadline + 1.0
 
 
 async def test_calls_are_answered_after_redis_stops(ultravox: respx.MockRouter) -> None:
