@@ -5,7 +5,9 @@ half a request head, or a body a byte at a time stays open for ever, and each ho
 descriptor, so about a thousand of them lock everyone out. This protocol gives the request head
 and the request body each a deadline (408 and close), bounds the size of a request head (431), and
 caps the connections of the worker: past the cap, the connection that has waited longest
-without sending a whole request head is closed to make room.
+without sending a whole request head is closed to make room, or failing that the oldest one
+still sending its body (a cap's worth of slow bodies would otherwise lock everyone out until the
+body deadline).
 
 uvicorn's own `limit_concurrency` is not used for the cap: it answers 503 to every request once
 the count is reached, `/healthz` included, and closes nothing, which is the lock-out itself.
@@ -60,7 +62,13 @@ def guarded_protocol(limits: ConnectionLimits) -> type["GuardedHttpToolsProtocol
     return type(
         "GuardedHttpToolsProtocol",
         (GuardedHttpToolsProtocol,),
-        {"limits": limits, "waiting": {}, "evicted": 0, "evictions_logged_at": -float("inf")},
+        {
+            "limits": limits,
+            "waiting": {},
+            "reading_body": {},
+            "evicted": 0,
+            "evictions_logged_at": -float("inf"),
+        },
     )
 
 
@@ -69,6 +77,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Connections between requests (new, keep-alive, or part way through a head), oldest first:
     # the ones closed when the worker is over its connection cap.
     waiting: ClassVar[dict["GuardedHttpToolsProtocol", None]]
+    # Connections part way through a request body, oldest first: closed when none is waiting.
+    reading_body: ClassVar[dict["GuardedHttpToolsProtocol", None]]
     evicted: ClassVar[int]
     evictions_logged_at: ClassVar[float]
 
@@ -85,13 +95,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.waiting[self] = None
         self._start_timer(self.limits.head_timeout)
         if len(self.connections) > self.limits.max_connections:
-            victim = next((c for c in self.waiting if c is not self), self)
+            victim = next((c for c in self.waiting if c is not self), None)
+            if victim is None:
+                victim = next(iter(self.reading_body), self)
             victim.transport.close()
             self._log_eviction()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         self.waiting.pop(self, None)
+        self.reading_body.pop(self, None)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -118,11 +131,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if not self.transport.is_closing() and not self.parser.should_upgrade():
             self._phase = "body"
+            self.reading_body[self] = None
             self._start_timer(self.limits.body_timeout)
 
     def on_message_complete(self) -> None:
         self._stop_timer()
         self._phase = "idle"
+        self.reading_body.pop(self, None)
         super().on_message_complete()
 
     def on_response_complete(self) -> None:

@@ -175,6 +175,34 @@ async def test_healthz_answers_while_more_idle_connections_than_the_cap_are_open
     assert closed[-10:] == [False] * 10
 
 
+async def test_healthz_answers_while_more_slow_bodies_than_the_cap_are_open() -> None:
+    # A connection part way through its body is not waiting for a request head; if only those
+    # could be closed, a cap's worth of slow bodies would lock every new connection out until
+    # the body deadline, and the attacker would simply send the next wave.
+    settings = quick_settings(http_body_timeout_seconds=60, http_max_connections=20)
+    async with bridge(settings) as port:
+        slow = []
+        for _ in range(30):
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(
+                b"POST /twilio/incoming HTTP/1.1\r\nHost: bridge.test\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n"
+                b"\r\nCallSid=CA"
+            )
+            await writer.drain()
+            slow.append((reader, writer))
+        await asyncio.sleep(0.2)  # every head in, every body begun
+        answer = await get(port, "/healthz")
+        await asyncio.sleep(0.2)
+        closed = [reader.at_eof() for reader, _ in slow]
+        for _, writer in slow:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    # The oldest slow bodies were closed to make room, the newest are still being read.
+    assert closed[:11] == [True] * 11
+    assert closed[-10:] == [False] * 10
+
+
 async def test_a_websocket_outlives_the_read_deadlines() -> None:
     app = FastAPI()
 
