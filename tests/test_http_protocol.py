@@ -3,6 +3,7 @@ configured as `ultravox-bridge serve` configures it."""
 
 import asyncio
 import contextlib
+import logging
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -201,6 +202,29 @@ async def test_healthz_answers_while_more_slow_bodies_than_the_cap_are_open() ->
     # The oldest slow bodies were closed to make room, the newest are still being read.
     assert closed[:11] == [True] * 11
     assert closed[-10:] == [False] * 10
+
+
+@pytest.mark.parametrize("path", ["/twilio/incoming", "/vonage/events", "/calls"])
+async def test_a_body_the_client_cuts_off_is_logged_as_one_refusal_not_a_traceback(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Anyone can send a head and half a body and hang up, thousands of times a second: each
+    # must cost a short warning at most, never an ERROR with a 5 kB traceback.
+    settings = quick_settings(bridge_api_tokens="a-bridge-api-token-of-16+-chars")
+    async with bridge(settings) as port:
+        _reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: bridge.test\r\n"
+            "Authorization: Bearer a-bridge-api-token-of-16+-chars\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+            "CallSid=CA".encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await asyncio.sleep(0.3)  # the app sees the disconnect
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == []
 
 
 async def test_a_websocket_outlives_the_read_deadlines() -> None:
