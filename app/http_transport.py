@@ -10,6 +10,7 @@ environment, TLS settings and test mocks at the httpcore level all apply unchang
 """
 
 import math
+import zlib
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -56,6 +57,13 @@ def _share(total: int | None, parts: int) -> int | None:
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 
+# Content codings decoded here rather than by httpx, so that the cap holds for the decoded answer
+# (400 KB of gzip decode to 400 MB); the only ones offered to the server. zlib's window bits:
+# gzip's header, or zlib's (deflate).
+DECODED_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
+ACCEPT_ENCODING = "gzip, deflate"
+
+
 class ResponseTooLarge(httpx.ReadError):
     """An upstream's answer is longer than `MAX_RESPONSE_BYTES`: it was not read to the end.
 
@@ -64,24 +72,42 @@ class ResponseTooLarge(httpx.ReadError):
 
 class CappedTransport(httpx.AsyncBaseTransport):
     """Wraps a transport so that no answer is read past `max_bytes`: one declaring a longer
-    `Content-Length` is refused at once, and a longer body stops at the cap. Either way the
-    request raises `ResponseTooLarge` and the connection is closed, not read to the end."""
+    `Content-Length` is refused at once, and a longer body stops at the cap, counted after
+    decoding its content codings. Either way the request raises `ResponseTooLarge` and the
+    connection is closed, not read to the end."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, max_bytes: int = MAX_RESPONSE_BYTES):
         self._transport = transport
         self._max_bytes = max_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         response = await self._transport.handle_async_request(request)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             await response.aclose()
             raise ResponseTooLarge(self._too_large(request), request=request)
+        codings = [
+            coding.strip().lower()
+            for coding in response.headers.get("content-encoding", "").split(",")
+            if coding.strip().lower() not in ("", "identity")
+        ]
+        if any(coding not in DECODED_CODINGS for coding in codings):
+            await response.aclose()
+            raise httpx.DecodingError(
+                f"the answer of {request.url.host} has a content coding this service did not "
+                f"offer: {response.headers['content-encoding'][:100]}",
+                request=request,
+            )
+        headers = response.headers.copy()
+        if codings:  # decoded by the stream below: httpx must not decode it again
+            del headers["content-encoding"]
+            headers.pop("content-length", None)
+        stream = _CappedStream(
+            response.stream, self._max_bytes, request, self._too_large, codings[::-1]
+        )
         return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_CappedStream(response.stream, self._max_bytes, request, self._too_large),
-            extensions=response.extensions,
+            response.status_code, headers=headers, stream=stream, extensions=response.extensions
         )
 
     def _too_large(self, request: httpx.Request) -> str:
@@ -98,6 +124,7 @@ class _CappedStream(httpx.AsyncByteStream):
         max_bytes: int,
         request: httpx.Request,
         message: Callable[[httpx.Request], str],
+        decode: list[str],
     ) -> None:
         if not isinstance(stream, httpx.AsyncByteStream):
             raise TypeError("an async transport answered with a sync stream")
@@ -105,14 +132,39 @@ class _CappedStream(httpx.AsyncByteStream):
         self._max_bytes = max_bytes
         self._request = request
         self._message = message
+        # One decoder per coding, the last applied first; each output bounded by the cap.
+        self._decoders = [zlib.decompressobj(DECODED_CODINGS[coding]) for coding in decode]
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         read = 0
+        decoded = 0
         async for chunk in self._stream:
             read += len(chunk)
             if read > self._max_bytes:
-                raise ResponseTooLarge(self._message(self._request), request=self._request)
+                raise self._too_large()
+            if self._decoders:
+                chunk = self._decoded(chunk, self._max_bytes - decoded, flush=False)
+                decoded += len(chunk)
             yield chunk
+        if self._decoders:
+            yield self._decoded(b"", self._max_bytes - decoded, flush=True)
+
+    def _decoded(self, data: bytes, room: int, *, flush: bool) -> bytes:
+        """`data` through every decoder, with `ResponseTooLarge` as soon as any output would
+        take more than `room` bytes (zlib's `max_length`: a bomb is never expanded in memory)."""
+        for decoder in self._decoders:
+            try:
+                data = decoder.decompress(data, room + 1)
+                if flush and len(data) <= room:
+                    data += decoder.flush()
+            except zlib.error as exc:
+                raise httpx.DecodingError(str(exc), request=self._request) from None
+            if len(data) > room:
+                raise self._too_large()
+        return data
+
+    def _too_large(self) -> ResponseTooLarge:
+        return ResponseTooLarge(self._message(self._request), request=self._request)
 
     async def aclose(self) -> None:
         await self._stream.aclose()

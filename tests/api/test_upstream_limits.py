@@ -1,7 +1,9 @@
 """Oversized answers from Ultravox and the providers' APIs: read no further than the cap, and
 treated as a failed request (fallback for callers, an uncertain dial for API clients)."""
 
+import gzip
 import io
+import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -110,6 +112,72 @@ async def test_ultravox_answer_just_under_the_cap_is_read(apis: respx.MockRouter
     async with running_app(make_settings()) as client:
         response = await twilio_webhook(twilio_fields()).send(client)
     assert "<Stream" in response.text
+
+
+def gzipped(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+class InPieces(httpx.AsyncByteStream):
+    """`data` in pieces of 256 bytes, each decoding to far less than the cap."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.data), 256):
+            yield self.data[start : start + 256]
+
+
+async def test_ultravox_answer_that_decompresses_past_the_cap_gives_the_fallback(
+    apis: respx.MockRouter,
+) -> None:
+    # 8 KiB of gzip on the wire, 8 MiB once decoded: the cap is on what is read into memory,
+    # or a 400 KB answer grows the worker by 400 MB (measured: 78 MB -> 917 MB peak RSS).
+    created = created_call()
+    padded = created.content[:-1] + b',"pad":"' + b" " * (8 * MAX_RESPONSE_BYTES) + b'"}'
+    body = gzipped(padded)
+    assert len(body) < MAX_RESPONSE_BYTES // 100
+    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    apis.post(f"{API_URL}/calls").mock(
+        return_value=httpx.Response(201, headers=headers, stream=InPieces(body))
+    )
+    async with running_app(make_settings()) as client:
+        response = await twilio_webhook(twilio_fields()).send(client)
+    assert "<Say>Sorry, our assistant cannot take your call right now." in response.text
+    assert "<Stream" not in response.text
+
+
+async def test_ultravox_answer_compressed_twice_is_capped_on_the_decoded_bytes(
+    apis: respx.MockRouter,
+) -> None:
+    created = created_call()
+    padded = created.content[:-1] + b',"pad":"' + b" " * (8 * MAX_RESPONSE_BYTES) + b'"}'
+    headers = {"content-encoding": "gzip, gzip", "content-type": "application/json"}
+    apis.post(f"{API_URL}/calls").mock(
+        return_value=httpx.Response(201, headers=headers, content=gzipped(gzipped(padded)))
+    )
+    async with running_app(make_settings()) as client:
+        response = await twilio_webhook(twilio_fields()).send(client)
+    assert "<Say>" in response.text
+    assert "<Stream" not in response.text
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_compressed_ultravox_answer_under_the_cap_is_read(
+    coding: str, apis: respx.MockRouter
+) -> None:
+    created = created_call()
+    body = gzipped(created.content) if coding == "gzip" else zlib.compress(created.content)
+    headers = {"content-encoding": coding, "content-type": "application/json"}
+    route = apis.post(f"{API_URL}/calls").mock(
+        return_value=httpx.Response(201, headers=headers, content=body)
+    )
+    async with running_app(make_settings()) as client:
+        response = await twilio_webhook(twilio_fields()).send(client)
+    assert "<Stream" in response.text
+    # Only codings this service decodes under the cap are offered.
+    assert route.calls[0].request.headers["accept-encoding"] == "gzip, deflate"
 
 
 async def test_telnyx_dial_answer_past_the_cap_is_an_uncertain_dial(apis: respx.MockRouter) -> None:
