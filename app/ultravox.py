@@ -258,7 +258,7 @@ class UltravoxClient:
 def _parse_call(response: httpx.Response) -> UltravoxCall:
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
         raise UltravoxBadResponse("Ultravox answered with a body that is not JSON") from None
     if not isinstance(data, dict):
         raise UltravoxBadResponse("Ultravox answered with JSON that is not an object")

@@ -181,6 +181,16 @@ async def test_created_call_without_a_usable_join_url_is_a_bad_response(
         await (await make_client(Sleeps())).create_call({})
 
 
+async def test_created_call_nested_too_deep_to_decode_is_a_bad_response(
+    api: respx.MockRouter,
+) -> None:
+    # json raises RecursionError, not ValueError: it escaped as an internal error with a
+    # traceback instead of the typed refusal the caller's fallback is logged with.
+    api.post("/calls").respond(201, content=b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(UltravoxBadResponse):
+        await (await make_client(Sleeps())).create_call({})
+
+
 async def test_agent_call_posts_to_the_agent_with_the_api_key(api: respx.MockRouter) -> None:
     route = api.post("/agents/a-1/calls").respond(201, json=CREATED)
     await (await make_client(Sleeps())).create_agent_call("a-1", {"templateContext": {}})
