@@ -248,29 +248,51 @@ class ServiceSettings(BaseSettings):
         return float(self.outbound_join_timeout.removesuffix("s"))
 
     @model_validator(mode="after")
-    def _join_covers_ringing(self) -> Self:
+    def _consistent(self) -> Self:
+        # Every rule across settings is checked, the service's and each provider's options',
+        # so that one run names every mistake (one line each).
+        problems = [
+            problem
+            for cls in type(self).__mro__
+            if "consistency_problems" in cls.__dict__
+            for problem in cls.__dict__["consistency_problems"](self)
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def consistency_problems(self) -> list[str]:
+        """What is wrong across several of the service's own settings, one line each."""
+        checks = (
+            self._join_covers_ringing,
+            self._agent_fields,
+            self._lease_outlives_deadline,
+            self._join_window_within_ttl,
+        )
+        return [problem for check in checks if (problem := check()) is not None]
+
+    def _join_covers_ringing(self) -> str | None:
         # Ultravox ends a call nobody joined after joinTimeout: the callee must answer before.
         margin = self.outbound_join_timeout_seconds - self.outbound_ring_timeout_seconds
         if margin < OUTBOUND_CONNECT_MARGIN_SECONDS:
-            raise ValueError(
+            return (
                 f"OUTBOUND_JOIN_TIMEOUT ({self.outbound_join_timeout}) must exceed "
                 f"OUTBOUND_RING_TIMEOUT_SECONDS ({self.outbound_ring_timeout_seconds}) by at "
                 f"least {OUTBOUND_CONNECT_MARGIN_SECONDS}s, or a callee who answers late "
                 "reaches a call Ultravox has already ended"
             )
-        return self
+        return None
 
-    @model_validator(mode="after")
-    def _agent_fields(self) -> Self:
+    def _agent_fields(self) -> str | None:
         if self.ultravox_agent_id:
             bad = sorted(self.ultravox_call_options.keys() - AGENT_CALL_FIELDS)
             if bad:
-                raise ValueError(
+                return (
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
                     "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent "
                     f"call takes {', '.join(sorted(AGENT_CALL_FIELDS))})"
                 )
-        return self
+        return None
 
     @field_validator("redis_url")
     @classmethod
@@ -281,25 +303,23 @@ class ServiceSettings(BaseSettings):
             raise ValueError("must be a Redis URL such as redis://redis:6379/0 (or rediss://)")
         return SecretStr(value.get_secret_value().strip())
 
-    @model_validator(mode="after")
-    def _lease_outlives_deadline(self) -> Self:
+    def _lease_outlives_deadline(self) -> str | None:
         if self.dedupe_lease_seconds <= self.ultravox_deadline_seconds:
-            raise ValueError(
+            return (
                 f"DEDUPE_LEASE_SECONDS ({self.dedupe_lease_seconds:g}) must be longer than "
                 f"ULTRAVOX_DEADLINE_SECONDS ({self.ultravox_deadline_seconds:g}), or a repeat "
                 "could create a second call while the first is still being created"
             )
-        return self
+        return None
 
-    @model_validator(mode="after")
-    def _join_window_within_ttl(self) -> Self:
+    def _join_window_within_ttl(self) -> str | None:
         if self.dedupe_join_window_seconds > self.dedupe_ttl_seconds:
-            raise ValueError(
+            return (
                 f"DEDUPE_JOIN_WINDOW_SECONDS ({self.dedupe_join_window_seconds:g}) must not "
                 f"exceed DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds:g}): once the record of "
                 "a call is gone, a repeat creates a new call"
             )
-        return self
+        return None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -309,7 +329,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "is required: set it in the environment or in .env (see .env.example)"
-        lines.append(f"  {name}: {message}")
+        lines.extend(f"  {name}: {line}" for line in message.split("\n"))
     return "\n".join(lines)
 
 

@@ -58,6 +58,34 @@ def test_settings_and_routes_file_mistakes_are_reported_together(
     )
 
 
+def test_every_inconsistent_pair_of_settings_is_reported_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each pair used to be its own model validator, and the first one to fail hid the rest:
+    # four runs of check-config to find four mistakes.
+    monkeypatch.setenv("OUTBOUND_RING_TIMEOUT_SECONDS", "100")
+    monkeypatch.setenv("TELNYX_STREAM_CODEC", "PCMU")
+    monkeypatch.setenv("DEDUPE_LEASE_SECONDS", "5")
+    monkeypatch.setenv("DEDUPE_JOIN_WINDOW_SECONDS", "100")
+    monkeypatch.setenv("DEDUPE_TTL_SECONDS", "50")
+
+    assert main(["check-config"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "invalid configuration:\n"
+        "  settings: OUTBOUND_JOIN_TIMEOUT (60s) must exceed OUTBOUND_RING_TIMEOUT_SECONDS "
+        "(100) by at least 10s, or a callee who answers late reaches a call Ultravox has "
+        "already ended\n"
+        "  settings: DEDUPE_LEASE_SECONDS (5) must be longer than ULTRAVOX_DEADLINE_SECONDS (8), "
+        "or a repeat could create a second call while the first is still being created\n"
+        "  settings: DEDUPE_JOIN_WINDOW_SECONDS (100) must not exceed DEDUPE_TTL_SECONDS (50): "
+        "once the record of a call is gone, a repeat creates a new call\n"
+        "  settings: TELNYX_STREAM_CODEC=PCMU streams at 8000 Hz only, not "
+        "TELNYX_STREAM_SAMPLING_RATE=16000: Telnyx could not stream any call. Set "
+        "TELNYX_STREAM_SAMPLING_RATE=8000, or the codec L16\n",
+    )
+
+
 def test_a_missing_key_and_a_bad_routes_file_are_reported_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,9 +3,9 @@ the TeXML stream's codec, and the Call Control application that places outbound 
 
 import base64
 import binascii
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
 from app.settings import CallerNumber, OptionalText, ProviderOptions, SecretList, int_from_text
 
@@ -43,16 +43,16 @@ class TelnyxOptions(ProviderOptions):
     def _telnyx_rate_from_text(cls, value: Any) -> Any:
         return int_from_text(value)
 
-    @model_validator(mode="after")
-    def _telnyx_codec_rate(self) -> Self:
+    def consistency_problems(self) -> list[str]:
+        """What is wrong across Telnyx's settings (the service's settings validator asks)."""
         rate = TELNYX_CODEC_RATES.get(self.telnyx_stream_codec)
         if rate is not None and self.telnyx_stream_sampling_rate != rate:
-            raise ValueError(
+            return [
                 f"TELNYX_STREAM_CODEC={self.telnyx_stream_codec} streams at {rate} Hz only, not "
                 f"TELNYX_STREAM_SAMPLING_RATE={self.telnyx_stream_sampling_rate}: Telnyx could "
                 f"not stream any call. Set TELNYX_STREAM_SAMPLING_RATE={rate}, or the codec L16"
-            )
-        return self
+            ]
+        return []
 
     @field_validator("telnyx_api_key")
     @classmethod
