@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -17,6 +18,8 @@ TEXT_FIELDS = frozenset({"reason", "error"})
 # No logged value is longer: a request can carry 60 kB fields or a 1 MiB header, and a log
 # line per request must not grow with them.
 MAX_LOGGED_CHARS = 1000
+# Lines a second written for each kind of refusal; the rest are counted, not written.
+REFUSAL_LINES_PER_SECOND = 20
 MAX_EXCEPTION_CHARS = 8000
 
 # A phone number inside text: 7 to 15 digits, with an optional + and separators, not part of
@@ -128,12 +131,47 @@ class HideQueryStrings(logging.Filter):
         return True
 
 
+class SampleRefusals(logging.Filter):
+    """Writes at most `per_second` lines a second for each kind of refusal (`*.refused`
+    events). A client can send thousands of forged or oversized requests a second, and a line
+    for each would fill the disk (about 1 MB/s from one loopback client); /metrics still counts
+    every refusal. The next line written after a quiet-down carries how many were left out."""
+
+    def __init__(
+        self,
+        per_second: int = REFUSAL_LINES_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._per_second = per_second
+        self._clock = clock
+        self._windows: dict[str, tuple[int, int, int]] = {}  # event -> (second, written, left out)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = record.msg if isinstance(record.msg, str) else ""
+        if not event.endswith(".refused"):
+            return True
+        second = int(self._clock())
+        window, written, left_out = self._windows.get(event, (second, 0, 0))
+        if window != second:
+            window, written = second, 0
+        if written >= self._per_second:
+            self._windows[event] = (window, written, left_out + 1)
+            return False
+        self._windows[event] = (window, written + 1, 0)
+        if left_out:
+            fields = getattr(record, "fields", None)
+            record.fields = {**(fields if isinstance(fields, dict) else {}), "left_out": left_out}
+        return True
+
+
 def configure_logging(level: str, *, mask_numbers: bool, as_json: bool | None = None) -> None:
     """Install the event formatter on the root logger (and uvicorn's, so all lines match)."""
     if as_json is None:
         as_json = not sys.stderr.isatty()
     handler = logging.StreamHandler()
     handler.setFormatter(EventFormatter(as_json=as_json, mask_numbers=mask_numbers))
+    handler.addFilter(SampleRefusals())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

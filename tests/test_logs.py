@@ -11,7 +11,7 @@ import httpx
 import pytest
 import respx
 
-from app.logs import EventFormatter
+from app.logs import EventFormatter, SampleRefusals, configure_logging
 from tests.conftest import (
     CALL_ID,
     CALLED,
@@ -141,6 +141,44 @@ def test_configure_logging_puts_the_filter_on_uvicorn_s_loggers() -> None:
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             [installed] = logging.getLogger(name).filters
             assert isinstance(installed, HideQueryStrings)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).filters[:] = []
+
+
+def test_refusal_lines_are_sampled_and_the_next_line_says_how_many_were_left_out() -> None:
+    now = [100.0]
+    sampler = SampleRefusals(per_second=3, clock=lambda: now[0])
+
+    def refusal(event: str = "webhook.refused") -> logging.LogRecord:
+        record = logging.LogRecord("app.bridge", logging.WARNING, __file__, 1, event, None, None)
+        record.fields = {"provider": "twilio", "outcome": "too_large"}
+        return record
+
+    written = [sampler.filter(refusal()) for _ in range(10)]
+    assert written == [True, True, True] + [False] * 7
+    # Another kind of refusal and any other event have their own allowance.
+    assert sampler.filter(refusal("media.refused"))
+    assert sampler.filter(refusal("webhook.answered"))
+
+    now[0] += 1.0
+    record = refusal()
+    assert sampler.filter(record)
+    assert record.fields == {"provider": "twilio", "outcome": "too_large", "left_out": 7}
+    follow_up = refusal()
+    assert sampler.filter(follow_up)
+    assert follow_up.fields == {"provider": "twilio", "outcome": "too_large"}
+
+
+def test_the_service_log_handler_samples_refusals() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", mask_numbers=True, as_json=True)
+        (handler,) = root.handlers
+        assert [type(f) for f in handler.filters] == [SampleRefusals]
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
