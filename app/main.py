@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, webhooks
+from app.api import calls, health, media, metrics, web, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
@@ -21,6 +21,8 @@ from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
 from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
+from app.web.calls import WebCalls
+from app.web.limits import Limits, MemoryLimits
 
 logger = logging.getLogger("app")
 
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
+            app.state.web_calls = WebCalls(config, build_web_limits(config))
             _log_startup(config, app.state.bridge)
             try:
                 async with reload_on_sighup(app.state.bridge, config):
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
                 await app.state.store.close()
+                await app.state.web_calls.limits.close()
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(health.router)
@@ -75,6 +79,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(calls.router)
     app.include_router(media.router)
+    app.include_router(web.router)
     return app
 
 
@@ -85,6 +90,17 @@ def build_store(settings: Settings) -> Store:
     from app.redis_store import RedisStore  # the client costs memory a single replica never uses
 
     return RedisStore(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
+
+
+def build_web_limits(settings: Settings) -> Limits:
+    """Web call limits shared through Redis when `REDIS_URL` is set; this process's otherwise."""
+    if settings.redis_url is None:
+        return MemoryLimits()
+    from app.web.limits import RedisLimits
+
+    return RedisLimits(
         settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
     )
 

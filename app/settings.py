@@ -24,6 +24,8 @@ DURATION = re.compile(r"^\d+(\.\d+)?s$")
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
+# A browser's Origin header: scheme, host, optional port; nothing after.
+WEB_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
 # Call fields an agent call cannot override, and fields the bridge itself decides.
 AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
@@ -98,6 +100,18 @@ class Settings(BaseSettings):
     plivo_auth_id: str | None = None
     plivo_from_number: str | None = None
 
+    # Web calls (POST /web/calls, /talk/<route>): see the README's "Calls from a browser".
+    web_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    web_ip_burst: int = Field(default=3, ge=1, le=1000)
+    web_ip_calls_per_hour: float = Field(default=12, gt=0, le=100_000)
+    web_global_burst: int = Field(default=20, ge=1, le=100_000)
+    web_global_calls_per_hour: float = Field(default=240, gt=0, le=1_000_000)
+    web_max_concurrent_calls: int = Field(default=3, ge=1, le=10_000)
+    web_max_duration: str = "300s"
+    web_connect_sources: str = "wss: https:"
+    web_call_secret: SecretStr | None = None
+    web_token_max_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+
     @field_validator(
         "twilio_auth_token",
         "telnyx_public_key",
@@ -110,6 +124,53 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("web_allowed_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("web_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for origin in value:
+            if not WEB_ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme and host (and port) only, such "
+                    "as https://www.example.com, comma-separated"
+                )
+            origins.append(origin.lower())
+        return origins
+
+    @field_validator("web_connect_sources")
+    @classmethod
+    def _csp_sources(cls, value: str) -> str:
+        if not value.strip() or any(ch in value for ch in ";,'\"\n\r"):
+            raise ValueError(
+                "must be space-separated Content-Security-Policy sources such as "
+                "'wss: https:' or 'wss://*.example.com'"
+            )
+        return " ".join(value.split())
+
+    @field_validator("web_max_duration")
+    @classmethod
+    def _web_duration(cls, value: str) -> str:
+        if not DURATION.match(value.strip()):
+            raise ValueError('must be a duration in seconds as Ultravox writes it, such as "300s"')
+        return value.strip()
+
+    @field_validator("web_call_secret")
+    @classmethod
+    def _web_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @field_validator("asterisk_token", "bridge_api_tokens")
     @classmethod
@@ -250,6 +311,10 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @property
+    def web_max_duration_seconds(self) -> float:
+        return float(self.web_max_duration.removesuffix("s"))
 
     @property
     def outbound_join_timeout_seconds(self) -> float:

@@ -1,0 +1,181 @@
+"""Web call endpoints: `POST /web/calls` (and its CORS preflight), the `/talk/<route>` page and
+the page's own static files."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import ValidationError
+
+from app.api.deps import BridgeDep, SettingsDep
+from app.settings import Settings
+from app.web.calls import WebCallRefused, WebCallRequest, WebCalls, origin_allowed
+from app.web.metrics import WEB_REQUESTS
+from app.web.page import TalkPage, content_security_policy, sdk_installed, static_files
+
+logger = logging.getLogger("app.web")
+
+router = APIRouter(tags=["web"])
+
+# A web call's request is a route name, a few context fields and a token: 8 KiB is plenty.
+MAX_WEB_BODY_BYTES = 8 * 1024
+PREFLIGHT_MAX_AGE_SECONDS = 600
+STATIC = static_files()
+# The page and its files never go to other sites, and are never read as another type.
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+async def get_web_calls(request: Request) -> WebCalls:
+    web_calls: WebCalls = request.app.state.web_calls
+    return web_calls
+
+
+WebCallsDep = Annotated[WebCalls, Depends(get_web_calls)]
+
+
+def _cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def _refusal(exc: WebCallRefused, request: Request, origin: str | None) -> JSONResponse:
+    WEB_REQUESTS.labels(outcome=exc.outcome).inc()
+    client = request.client.host if request.client else None
+    logger.warning(
+        "web.refused",
+        extra={
+            "fields": {
+                "outcome": exc.outcome,
+                "status": exc.status_code,
+                "reason": str(exc),
+                "origin": (origin or "none")[:200],
+                "client": client,
+            }
+        },
+    )
+    headers = dict(exc.headers)
+    if exc.outcome != "forbidden_origin" and origin:
+        headers.update(_cors_headers(origin))  # so the page can read why it was refused
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+
+def _check_origin(request: Request, settings: Settings) -> str:
+    origin = request.headers.get("origin")
+    if not origin_allowed(origin, request.headers.get("host"), settings):
+        raise WebCallRefused(
+            403,
+            "forbidden_origin",
+            "this site may not start calls: add its origin to WEB_ALLOWED_ORIGINS"
+            if origin
+            else "an Origin header is required: web calls are started by a browser",
+        )
+    return str(origin)
+
+
+async def _read_bounded(request: Request) -> bytes:
+    too_large = WebCallRefused(413, "too_large", f"body over {MAX_WEB_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_WEB_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_WEB_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+@router.options("/web/calls")
+async def web_calls_preflight(request: Request, settings: SettingsDep) -> Response:
+    """CORS preflight: allowed origins may POST JSON; others get 403 and no CORS headers."""
+    try:
+        origin = _check_origin(request, settings)
+    except WebCallRefused as exc:
+        return _refusal(exc, request, None)
+    headers = {
+        **_cors_headers(origin),
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "content-type",
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+    }
+    return Response(status_code=204, headers=headers)
+
+
+@router.post("/web/calls", status_code=201)
+async def start_web_call(
+    request: Request, bridge: BridgeDep, settings: SettingsDep, web_calls: WebCallsDep
+) -> JSONResponse:
+    """Start a WebRTC call of a route open to the web; the page joins it with `joinUrl`."""
+    origin = request.headers.get("origin")
+    try:
+        origin = _check_origin(request, settings)
+        body = await _read_bounded(request)
+        try:
+            call_request = WebCallRequest.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+                for error in errors
+            )
+            raise WebCallRefused(422, "bad_request", f"invalid request: {problems}") from None
+        client = request.client.host if request.client else None
+        call = await web_calls.start(bridge.routing, bridge.ultravox, call_request, client)
+    except WebCallRefused as exc:
+        return _refusal(exc, request, origin)
+    WEB_REQUESTS.labels(outcome="created").inc()
+    logger.info(
+        "web.created",
+        extra={"fields": {"route": call.route, "ultravox_call_id": call.call_id}},
+    )
+    return JSONResponse(
+        {
+            "callId": call.call_id,
+            "joinUrl": call.join_url,
+            "route": call.route,
+            "maxDuration": call.max_duration,
+        },
+        status_code=201,
+        headers={**_cors_headers(origin), "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/talk/{route}", response_class=HTMLResponse)
+async def talk_page(route: str, bridge: BridgeDep, settings: SettingsDep) -> Response:
+    """The page a visitor (or a site's iframe) talks to route `route` with."""
+    headers = {**COMMON_HEADERS, "Cache-Control": "no-store"}
+    found = bridge.routing.web_route(route)
+    if found is None or found.web is None:
+        return Response(
+            f"no route named {route!r} is open to the web\n",
+            status_code=404,
+            media_type="text/plain",
+            headers=headers,
+        )
+    if not sdk_installed():
+        return Response(
+            "the page's Ultravox client SDK is not installed: run `make web` (or build the "
+            "Docker image) and restart\n",
+            status_code=503,
+            media_type="text/plain",
+            headers=headers,
+        )
+    page = TalkPage(found.name, tuple(sorted(found.web.context_fields)))
+    headers.update(
+        {
+            "Content-Security-Policy": content_security_policy(settings),
+            "Permissions-Policy": "microphone=(self), camera=(), geolocation=()",
+        }
+    )
+    return HTMLResponse(page.render(), headers=headers)
+
+
+@router.get("/web/static/{path:path}")
+async def static_file(path: str) -> Response:
+    """The page's script, style and the SDK's files; anything else is 404."""
+    found = STATIC.get(path)
+    if found is None:
+        return Response("not found\n", status_code=404, media_type="text/plain")
+    media_type = "text/css" if found.suffix == ".css" else "text/javascript"
+    headers = {**COMMON_HEADERS, "Cache-Control": "public, max-age=300"}
+    return FileResponse(found, media_type=media_type, headers=headers)
