@@ -6,6 +6,7 @@ from textwrap import dedent
 from typing import Any
 
 import httpx
+import pytest
 
 from app.settings import Settings
 from tests.conftest import AGENT_ID, BASE_URL, make_settings
@@ -52,3 +53,9 @@ async def post_call(
         sent["origin"] = origin
     content = body if isinstance(body, bytes) else httpx.Request("POST", "/", json=body).content
     return await client.post("/web/calls", content=content, headers=sent)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "standin(**options): options of the stand-in Ultravox of a browser test"
+    )
