@@ -2,6 +2,7 @@
 (status, message, Retry-After, metric) costing no Ultravox request."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import respx
 from prometheus_client import REGISTRY
 
+from app.web.page import IMPORT_MAP_HASH
 from app.web.tokens import mint_token
 from tests.conftest import AGENT_ID, CALL_ID, JOIN_URL, created_call, running_app
 from tests.web.conftest import ORIGIN, SITE, post_call, web_settings
@@ -277,19 +279,26 @@ async def test_ultravox_at_capacity_is_503_with_its_retry_after(
 # --- signed tokens (WEB_CALL_SECRET) ------------------------------------------------------------
 
 
+# Tokens are minted when each test runs (a factory), so a long test run cannot expire them.
 @pytest.mark.parametrize(
-    ("token", "detail"),
+    ("make_token", "detail"),
     [
-        (None, "a web call token is required (the site's backend mints it)"),
-        ("abc", "the web call token is malformed"),
+        (lambda: None, "a web call token is required (the site's backend mints it)"),
+        (lambda: "abc", "the web call token is malformed"),
         (
-            mint_token("another-secret-that-is-long-enough-0000", "sales", 60),
+            lambda: mint_token("another-secret-that-is-long-enough-0000", "sales", 60),
             "the web call token's signature is not valid",
         ),
-        (mint_token(SECRET, "sales", -1), "the web call token has expired: mint a new one"),
-        (mint_token(SECRET, "support", 60), "the web call token is for another route"),
         (
-            mint_token(SECRET, "sales", 3600),
+            lambda: mint_token(SECRET, "sales", -1),
+            "the web call token has expired: mint a new one",
+        ),
+        (
+            lambda: mint_token(SECRET, "support", 60),
+            "the web call token is for another route",
+        ),
+        (
+            lambda: mint_token(SECRET, "sales", 3600),
             "the web call token lives longer than 600s (WEB_TOKEN_MAX_TTL_SECONDS): mint "
             "shorter-lived tokens",
         ),
@@ -297,10 +306,14 @@ async def test_ultravox_at_capacity_is_503_with_its_retry_after(
     ids=["missing", "malformed", "forged", "expired", "other_route", "too_long_lived"],
 )
 async def test_call_without_a_valid_token_is_refused(
-    tmp_path: Path, ultravox: respx.MockRouter, token: str | None, detail: str
+    tmp_path: Path,
+    ultravox: respx.MockRouter,
+    make_token: Callable[[], str | None],
+    detail: str,
 ) -> None:
     before = refusals("forbidden_token")
     body: dict[str, Any] = {"route": "sales"}
+    token = make_token()
     if token is not None:
         body["token"] = token
     async with running_app(web_settings(tmp_path, web_call_secret=SECRET)) as client:
@@ -324,3 +337,52 @@ async def test_token_starts_one_call_and_its_subject_reaches_metadata(
     assert replay.status_code == 403
     assert replay.json() == {"detail": "the web call token was already used"}
     assert len(ultravox.calls) == 1
+
+
+# --- the page and its files ---------------------------------------------------------------------
+
+
+async def test_talk_page_has_a_strict_content_security_policy(tmp_path: Path) -> None:
+    settings = web_settings(tmp_path, web_allowed_origins=SITE)
+    async with running_app(settings) as client:
+        response = await client.get("/talk/support")
+    assert response.status_code == 200
+    assert 'data-route="support"' in response.text
+    assert 'data-context-fields="name page"' in response.text
+    assert response.headers["content-security-policy"] == (
+        f"default-src 'none'; script-src 'self' 'sha256-{IMPORT_MAP_HASH}'; style-src 'self'; "
+        "connect-src 'self' wss: https:; media-src 'self' blob: mediastream:; "
+        f"img-src 'self' data:; frame-ancestors 'self' {SITE}; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_talk_page_without_the_sdk_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.api.web.sdk_installed", lambda: False)
+    async with running_app(web_settings(tmp_path)) as client:
+        response = await client.get("/talk/support")
+    assert response.status_code == 503
+    assert "run `make web`" in response.text
+
+
+@pytest.mark.parametrize(
+    "path", ["talk.js", "vendor/ultravox-client/index.js", "vendor/livekit-client.esm.mjs"]
+)
+async def test_page_files_are_served(tmp_path: Path, path: str) -> None:
+    async with running_app(web_settings(tmp_path)) as client:
+        response = await client.get(f"/web/static/{path}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+
+
+@pytest.mark.parametrize(
+    "path", ["../page.py", "..%2Fpage.py", "vendor/ultravox-client/LICENSE", "nothing.js"]
+)
+async def test_nothing_else_is_served_as_a_page_file(tmp_path: Path, path: str) -> None:
+    async with running_app(web_settings(tmp_path)) as client:
+        response = await client.get(f"/web/static/{path}")
+    assert response.status_code == 404
