@@ -2,21 +2,25 @@
 the page's own static files."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.api.deps import BridgeDep, SettingsDep
-from app.settings import Settings
-from app.web.calls import WebCallRefused, WebCallRequest, WebCalls, origin_allowed
+from app.api.webhooks import PayloadTooLarge, read_body
+from app.settings import ServiceSettings
+from app.web.calls import WebCallRequest, WebCalls
+from app.web.errors import WebCallRefused
 from app.web.metrics import WEB_REQUESTS
+from app.web.origins import cors_headers, origin_allowed
 from app.web.page import TalkPage, content_security_policy, sdk_installed, static_files
 
 logger = logging.getLogger("app.web")
 
 router = APIRouter(tags=["web"])
+Request_T = TypeVar("Request_T", bound=BaseModel)
 
 # A web call's request is a route name, a few context fields and a token: 8 KiB is plenty.
 MAX_WEB_BODY_BYTES = 8 * 1024
@@ -34,32 +38,8 @@ async def get_web_calls(request: Request) -> WebCalls:
 WebCallsDep = Annotated[WebCalls, Depends(get_web_calls)]
 
 
-def _cors_headers(origin: str) -> dict[str, str]:
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-
-
-def _refusal(exc: WebCallRefused, request: Request, origin: str | None) -> JSONResponse:
-    WEB_REQUESTS.labels(outcome=exc.outcome).inc()
-    client = request.client.host if request.client else None
-    logger.warning(
-        "web.refused",
-        extra={
-            "fields": {
-                "outcome": exc.outcome,
-                "status": exc.status_code,
-                "reason": str(exc),
-                "origin": (origin or "none")[:200],
-                "client": client,
-            }
-        },
-    )
-    headers = dict(exc.headers)
-    if exc.outcome != "forbidden_origin" and origin:
-        headers.update(_cors_headers(origin))  # so the page can read why it was refused
-    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
-
-
-def _check_origin(request: Request, settings: Settings) -> str:
+def check_origin(request: Request, settings: ServiceSettings) -> str:
+    """The request's Origin when it may start web calls; `WebCallRefused` (403) otherwise."""
     origin = request.headers.get("origin")
     if not origin_allowed(origin, request.headers.get("host"), settings):
         raise WebCallRefused(
@@ -72,28 +52,31 @@ def _check_origin(request: Request, settings: Settings) -> str:
     return str(origin)
 
 
+def _parse(model: type[Request_T], body: bytes) -> Request_T:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in errors
+        )
+        raise WebCallRefused(422, "bad_request", f"invalid request: {problems}") from None
+
+
 async def _read_bounded(request: Request) -> bytes:
-    too_large = WebCallRefused(413, "too_large", f"body over {MAX_WEB_BODY_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_WEB_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_WEB_BODY_BYTES:
-            raise too_large
-    return bytes(body)
+    try:
+        return await read_body(request, MAX_WEB_BODY_BYTES)
+    except PayloadTooLarge as exc:
+        raise WebCallRefused(413, "too_large", str(exc)) from None
 
 
 @router.options("/web/calls")
 async def web_calls_preflight(request: Request, settings: SettingsDep) -> Response:
     """CORS preflight: allowed origins may POST JSON; others get 403 and no CORS headers."""
-    try:
-        origin = _check_origin(request, settings)
-    except WebCallRefused as exc:
-        return _refusal(exc, request, None)
+    origin = check_origin(request, settings)
     headers = {
-        **_cors_headers(origin),
+        **cors_headers(origin),
         "Access-Control-Allow-Methods": "POST",
         "Access-Control-Allow-Headers": "content-type",
         "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
@@ -106,23 +89,10 @@ async def start_web_call(
     request: Request, bridge: BridgeDep, settings: SettingsDep, web_calls: WebCallsDep
 ) -> JSONResponse:
     """Start a WebRTC call of a route open to the web; the page joins it with `joinUrl`."""
-    origin = request.headers.get("origin")
-    try:
-        origin = _check_origin(request, settings)
-        body = await _read_bounded(request)
-        try:
-            call_request = WebCallRequest.model_validate_json(body)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-                for error in errors
-            )
-            raise WebCallRefused(422, "bad_request", f"invalid request: {problems}") from None
-        client = request.client.host if request.client else None
-        call = await web_calls.start(bridge.routing, bridge.ultravox, call_request, client)
-    except WebCallRefused as exc:
-        return _refusal(exc, request, origin)
+    origin = check_origin(request, settings)
+    call_request = _parse(WebCallRequest, await _read_bounded(request))
+    client = request.client.host if request.client else None
+    call = await web_calls.start(bridge.routing, bridge.ultravox, call_request, client)
     WEB_REQUESTS.labels(outcome="created").inc()
     logger.info(
         "web.created",
@@ -136,7 +106,7 @@ async def start_web_call(
             "maxDuration": call.max_duration,
         },
         status_code=201,
-        headers={**_cors_headers(origin), "Cache-Control": "no-store"},
+        headers={**cors_headers(origin), "Cache-Control": "no-store"},
     )
 
 

@@ -4,24 +4,22 @@ whole service, live calls) -> Ultravox call with the WebRTC medium -> joinUrl fo
 Every refusal happens before Ultravox is asked, so a refused request costs nothing. The body
 is the phone calls' (`build_call_body`), less the phone numbers a browser does not have."""
 
-import ipaddress
 import logging
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.calls import build_call_body, create_call
-from app.providers.base import InboundCall
+from app.calltypes import InboundCall
 from app.routing import AgentTarget, RoutingTable
 from app.routing.table import WebAccess
 from app.routing.web import WEB_PROVIDER
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxClient, UltravoxError, UltravoxHTTPError
-from app.web.limits import Limits
+from app.ultravox_request import build_call_body, create_call
+from app.web.errors import WebCallRefused
+from app.web.limits import Limits, client_key
 from app.web.tokens import TokenRefused, verify_token
 
 logger = logging.getLogger("app.web")
@@ -33,23 +31,6 @@ MAX_CONTEXT_VALUE_CHARS = 500
 # Ultravox's joinTimeout when the route sets none; a live-call slot covers it too.
 DEFAULT_JOIN_TIMEOUT_SECONDS = 30.0
 LIVE_CALLS_KEY = "live"
-
-
-class WebCallRefused(Exception):
-    """A web call not created: `status_code` and `headers` for the answer, `outcome` for the
-    metric and the log line."""
-
-    def __init__(
-        self,
-        status_code: int,
-        outcome: str,
-        message: str,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.outcome = outcome
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
 
 
 class WebCallRequest(BaseModel):
@@ -72,41 +53,11 @@ class WebCall:
     max_duration: str
 
 
-def client_key(address: str | None) -> str:
-    """The rate-limit key of a client address: the address, or for IPv6 its /64, since one
-    subscriber commonly holds a whole /64."""
-    if address is None:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
-
-
-def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
-    """Whether a browser's `Origin` may start web calls: one of WEB_ALLOWED_ORIGINS, or this
-    service's own pages (the Origin's host is the request's Host, or PUBLIC_BASE_URL's)."""
-    if not origin or origin == "null":
-        return False
-    if origin.lower() in settings.web_allowed_origins:
-        return True
-    netloc = urlsplit(origin).netloc.lower()
-    own = {host.lower()} if host else set()
-    if settings.public_base_url:
-        own.add(urlsplit(settings.public_base_url).netloc.lower())
-    return bool(netloc) and netloc in own
-
-
 def _seconds(duration: str) -> float:
     return float(duration.removesuffix("s"))
 
 
-def web_max_duration(access: WebAccess, settings: Settings) -> str:
+def web_max_duration(access: WebAccess, settings: ServiceSettings) -> str:
     """The route's web maxDuration; else the shorter of the route's own and WEB_MAX_DURATION."""
     if access.max_duration is not None:
         return access.max_duration
@@ -147,7 +98,7 @@ def web_call_body(
 class WebCalls:
     """Starts web calls within the limits the settings set."""
 
-    def __init__(self, settings: Settings, limits: Limits) -> None:
+    def __init__(self, settings: ServiceSettings, limits: Limits) -> None:
         self.settings = settings
         self.limits = limits
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
 VENDOR_DIR = STATIC_DIR / "vendor"
@@ -39,7 +39,7 @@ def static_files() -> dict[str, Path]:
     }
 
 
-def content_security_policy(settings: Settings) -> str:
+def content_security_policy(settings: ServiceSettings) -> str:
     """Only this service's own scripts and styles (and the one import map, by its hash); network
     connections to this service and to WEB_CONNECT_SOURCES (Ultravox's call sockets); embedding
     only by this service and WEB_ALLOWED_ORIGINS."""

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.config import Settings
 from tests.conftest import AGENT_ID, BASE_URL, make_settings
 
 ORIGIN = BASE_URL  # the service's own /talk page

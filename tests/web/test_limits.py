@@ -5,8 +5,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import REGISTRY
 
-from app.web.calls import client_key
-from app.web.limits import MemoryLimits, RedisLimits
+from app.web.limits import MemoryLimits, RedisLimits, client_key
 from tests.redis_server import free_port
 
 

@@ -1,0 +1,22 @@
+"""Why a web call was not created (or not ended): one exception with the HTTP status, the
+outcome counted in `/metrics`, and how long to wait before trying again when waiting helps.
+`app/api/errors.py` turns it into the response."""
+
+import math
+
+
+class WebCallRefused(Exception):
+    """A web call request refused: `status_code` for the answer, `outcome` for the metric and
+    the log line, `headers` (Retry-After) for the answer."""
+
+    def __init__(
+        self,
+        status_code: int,
+        outcome: str,
+        message: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.outcome = outcome
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
