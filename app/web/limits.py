@@ -1,5 +1,6 @@
 """The abuse limits of web calls: token buckets (per client address, and for the whole
-service), slots for the web calls that may still be live, and single-use marks for tokens.
+service), slots for the web calls that may still be live, single-use marks for tokens, and the
+records of live web calls that let a page free its call's slot when the call ends.
 
 With REDIS_URL set they live in Redis, so every replica counts against the same limits; each
 operation is one Lua script, atomic, timed by Redis's own clock. When Redis fails, the limit is
@@ -59,6 +60,18 @@ class Limits(ABC):
         """True the first time `key` is seen within `seconds`, False on a repeat."""
 
     @abstractmethod
+    async def put(self, key: str, value: str, seconds: float) -> None:
+        """Keep `value` under `key` for `seconds`."""
+
+    @abstractmethod
+    async def get(self, key: str) -> str | None:
+        """The value kept under `key`, or None when there is none (or it expired)."""
+
+    @abstractmethod
+    async def replace(self, key: str, value: str) -> None:
+        """Replace the value under `key`, keeping its expiry; nothing when there is none."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release connections; the limits are not used afterwards."""
 
@@ -71,6 +84,7 @@ class MemoryLimits(Limits):
         self._buckets: dict[str, tuple[float, float, float, int]] = {}
         self._slots: dict[str, dict[str, float]] = {}
         self._seen: dict[str, float] = {}
+        self._records: dict[str, tuple[str, float]] = {}
 
     async def take(self, key: str, burst: int, per_second: float) -> float:
         now = self._clock()
@@ -115,10 +129,25 @@ class MemoryLimits(Limits):
         self._seen[key] = now + seconds
         return True
 
+    async def put(self, key: str, value: str, seconds: float) -> None:
+        now = self._clock()
+        self._records = {k: kept for k, kept in self._records.items() if kept[1] > now}
+        self._records[key] = (value, now + seconds)
+
+    async def get(self, key: str) -> str | None:
+        kept = self._records.get(key)
+        return kept[0] if kept is not None and kept[1] > self._clock() else None
+
+    async def replace(self, key: str, value: str) -> None:
+        kept = self._records.get(key)
+        if kept is not None:
+            self._records[key] = (value, kept[1])
+
     async def close(self) -> None:
         self._buckets.clear()
         self._slots.clear()
         self._seen.clear()
+        self._records.clear()
 
 
 # KEYS[1] bucket; ARGV burst, tokens per second. Returns the wait in seconds, as text.
@@ -233,6 +262,27 @@ class RedisLimits(Limits):
         if created is None:
             return await self._local.first_use(key, seconds)
         return bool(created)
+
+    # Records are kept in this process too: while Redis fails, a page can still free the slot
+    # of a call this replica started.
+    async def put(self, key: str, value: str, seconds: float) -> None:
+        await self._local.put(key, value, seconds)
+        ms = max(1, round(seconds * 1000))
+        await self._shared(lambda: self._redis.set(self._prefix + key, value, px=ms))
+
+    async def get(self, key: str) -> str | None:
+        async def read() -> str | None:
+            value = await self._redis.get(self._prefix + key)
+            return value if isinstance(value, str) else None  # decode_responses: always str
+
+        shared = await self._shared(read)
+        return shared if shared is not None else await self._local.get(key)
+
+    async def replace(self, key: str, value: str) -> None:
+        await self._local.replace(key, value)
+        await self._shared(
+            lambda: self._redis.set(self._prefix + key, value, xx=True, keepttl=True)
+        )
 
     async def close(self) -> None:
         await self._redis.aclose()

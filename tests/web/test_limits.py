@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
 from app.web.limits import MemoryLimits, RedisLimits, client_key
@@ -39,6 +40,19 @@ async def test_memory_slots_free_when_they_expire_or_are_released() -> None:
     assert await limits.hold_slot("live", "d", 2, 60) == 0
 
 
+async def test_memory_records_expire_and_keep_their_expiry_when_replaced() -> None:
+    clock = Clock()
+    limits = MemoryLimits(clock)
+    await limits.put("call:a", "live", 60)
+    clock.now += 30
+    await limits.replace("call:a", "ended")
+    await limits.replace("call:missing", "ended")
+    assert await limits.get("call:a") == "ended"
+    assert await limits.get("call:missing") is None
+    clock.now += 31
+    assert await limits.get("call:a") is None
+
+
 @pytest.fixture
 async def replicas(redis_url: str) -> AsyncIterator[tuple[RedisLimits, RedisLimits]]:
     first = RedisLimits(redis_url, timeout_seconds=1)
@@ -64,6 +78,23 @@ async def test_replicas_share_buckets_slots_and_token_marks(
     assert await second.first_use("token:sig", 60) is False
 
 
+async def test_replicas_share_call_records_and_replacing_keeps_the_expiry(
+    replicas: tuple[RedisLimits, RedisLimits], redis_url: str
+) -> None:
+    first, second = replicas
+    await first.put("call:a", "live", 30)
+    assert await second.get("call:a") == "live"
+    await second.replace("call:a", "ended")
+    await second.replace("call:missing", "ended")
+    assert await first.get("call:a") == "ended"
+    assert await first.get("call:missing") is None
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert 29_000 < await client.pttl("bridge:web:call:a") <= 30_000
+    finally:
+        await client.aclose()
+
+
 async def test_unreachable_redis_keeps_limits_in_the_process() -> None:
     before = REGISTRY.get_sample_value("bridge_store_errors_total", {"operation": "web_limits"})
     limits = RedisLimits(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.2)
@@ -72,10 +103,12 @@ async def test_unreachable_redis_keeps_limits_in_the_process() -> None:
         assert await limits.take("client:x", 1, 1 / 60) > 59
         assert await limits.first_use("token:t", 60) is True
         assert await limits.first_use("token:t", 60) is False
+        await limits.put("call:a", "live", 60)
+        assert await limits.get("call:a") == "live"
     finally:
         await limits.close()
     after = REGISTRY.get_sample_value("bridge_store_errors_total", {"operation": "web_limits"})
-    assert after == (before or 0) + 4
+    assert after == (before or 0) + 6
 
 
 @pytest.mark.parametrize(
