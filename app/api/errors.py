@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from app.calltypes import WebhookError
 from app.outbound.errors import OutboundError
 from app.settings import ServiceSettings
-from app.web.errors import WebCallRefused
-from app.web.metrics import WEB_REQUESTS
+from app.web.errors import WebCallEndRefused, WebCallRefused
+from app.web.metrics import WEB_CALL_ENDS, WEB_REQUESTS
 from app.web.origins import cors_headers, origin_allowed
 
 web_logger = logging.getLogger("app.web")
@@ -61,12 +61,14 @@ async def outbound_failed(request: Request, exc: OutboundError) -> JSONResponse:
 
 
 async def web_call_refused(request: Request, exc: WebCallRefused) -> JSONResponse:
-    """A refused web call request, counted by outcome and logged. A page of an allowed origin
-    may read why (CORS headers), and learns from `Retry-After` when trying again can work."""
+    """A refused request to start (or end) a web call, counted by outcome and logged. A page of
+    an allowed origin may read why (CORS headers), and learns from `Retry-After` when trying
+    again can work."""
     origin = request.headers.get("origin")
-    WEB_REQUESTS.labels(outcome=exc.outcome).inc()
+    ending = isinstance(exc, WebCallEndRefused)
+    (WEB_CALL_ENDS if ending else WEB_REQUESTS).labels(outcome=exc.outcome).inc()
     web_logger.warning(
-        "web.refused",
+        "web.end_refused" if ending else "web.refused",
         extra={
             "fields": {
                 "outcome": exc.outcome,

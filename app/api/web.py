@@ -1,5 +1,5 @@
-"""Web call endpoints: `POST /web/calls` (and its CORS preflight), the `/talk/<route>` page and
-the page's own static files."""
+"""Web call endpoints: `POST /web/calls`, `POST /web/calls/{call_id}/end` (and their CORS
+preflights), the `/talk/<route>` page and the page's own static files."""
 
 import logging
 from typing import Annotated, TypeVar
@@ -12,8 +12,9 @@ from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import PayloadTooLarge, read_body
 from app.settings import ServiceSettings
 from app.web.calls import WebCallRequest, WebCalls
-from app.web.errors import WebCallRefused
-from app.web.metrics import WEB_REQUESTS
+from app.web.ending import EndRequest
+from app.web.errors import WebCallEndRefused, WebCallRefused
+from app.web.metrics import WEB_CALL_ENDS, WEB_REQUESTS
 from app.web.origins import cors_headers, origin_allowed
 from app.web.page import TalkPage, content_security_policy, sdk_installed, static_files
 
@@ -38,11 +39,13 @@ async def get_web_calls(request: Request) -> WebCalls:
 WebCallsDep = Annotated[WebCalls, Depends(get_web_calls)]
 
 
-def check_origin(request: Request, settings: ServiceSettings) -> str:
-    """The request's Origin when it may start web calls; `WebCallRefused` (403) otherwise."""
+def check_origin(
+    request: Request, settings: ServiceSettings, refusal: type[WebCallRefused] = WebCallRefused
+) -> str:
+    """The request's Origin when it may start (or end) web calls; `refusal` (403) otherwise."""
     origin = request.headers.get("origin")
     if not origin_allowed(origin, request.headers.get("host"), settings):
-        raise WebCallRefused(
+        raise refusal(
             403,
             "forbidden_origin",
             "this site may not start calls: add its origin to WEB_ALLOWED_ORIGINS"
@@ -52,7 +55,9 @@ def check_origin(request: Request, settings: ServiceSettings) -> str:
     return str(origin)
 
 
-def _parse(model: type[Request_T], body: bytes) -> Request_T:
+def _parse(
+    model: type[Request_T], body: bytes, refusal: type[WebCallRefused] = WebCallRefused
+) -> Request_T:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
@@ -61,17 +66,18 @@ def _parse(model: type[Request_T], body: bytes) -> Request_T:
             f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
             for error in errors
         )
-        raise WebCallRefused(422, "bad_request", f"invalid request: {problems}") from None
+        raise refusal(422, "bad_request", f"invalid request: {problems}") from None
 
 
-async def _read_bounded(request: Request) -> bytes:
+async def _read_bounded(request: Request, refusal: type[WebCallRefused] = WebCallRefused) -> bytes:
     try:
         return await read_body(request, MAX_WEB_BODY_BYTES)
     except PayloadTooLarge as exc:
-        raise WebCallRefused(413, "too_large", str(exc)) from None
+        raise refusal(413, "too_large", str(exc)) from None
 
 
 @router.options("/web/calls")
+@router.options("/web/calls/{call_id}/end")
 async def web_calls_preflight(request: Request, settings: SettingsDep) -> Response:
     """CORS preflight: allowed origins may POST JSON; others get 403 and no CORS headers."""
     origin = check_origin(request, settings)
@@ -104,10 +110,30 @@ async def start_web_call(
             "joinUrl": call.join_url,
             "route": call.route,
             "maxDuration": call.max_duration,
+            "endSecret": call.end_secret,
         },
         status_code=201,
         headers={**cors_headers(origin), "Cache-Control": "no-store"},
     )
+
+
+@router.post("/web/calls/{call_id}/end", status_code=204)
+async def end_web_call(
+    call_id: str,
+    request: Request,
+    bridge: BridgeDep,
+    settings: SettingsDep,
+    web_calls: WebCallsDep,
+) -> Response:
+    """End a web call for its page (the `endSecret` it was given), freeing its live-call slot
+    at once. Ending a call that was already ended is harmless: 204 again."""
+    origin = check_origin(request, settings, WebCallEndRefused)
+    end = _parse(EndRequest, await _read_bounded(request, WebCallEndRefused), WebCallEndRefused)
+    ended = await web_calls.end(bridge.ultravox, call_id, end.endSecret)
+    WEB_CALL_ENDS.labels(outcome="ended" if ended else "already_ended").inc()
+    if ended:
+        logger.info("web.ended", extra={"fields": {"ultravox_call_id": call_id}})
+    return Response(status_code=204, headers=cors_headers(origin))
 
 
 @router.get("/talk/{route}", response_class=HTMLResponse)

@@ -18,6 +18,7 @@ from app.routing.web import WEB_PROVIDER
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxClient, UltravoxError, UltravoxHTTPError
 from app.ultravox_request import build_call_body, create_call
+from app.web.ending import end_live_call, remember_live_call
 from app.web.errors import WebCallRefused
 from app.web.limits import Limits, client_key
 from app.web.tokens import TokenRefused, verify_token
@@ -51,6 +52,7 @@ class WebCall:
     join_url: str
     route: str
     max_duration: str
+    end_secret: str
 
 
 def _seconds(duration: str) -> float:
@@ -165,13 +167,12 @@ class WebCalls:
         max_duration = web_max_duration(access, settings)
         join_timeout = access.target.call_fields.get("joinTimeout")
         joining = _seconds(join_timeout) if join_timeout else DEFAULT_JOIN_TIMEOUT_SECONDS
-        # A slot is held for as long as the call can live: it ends by its maxDuration at most.
+        # A slot is held for as long as the call can live (it ends by its maxDuration at most),
+        # unless its page ends it sooner (`end`).
         slot = str(uuid.uuid4())
+        holding = joining + _seconds(max_duration)
         wait = await self.limits.hold_slot(
-            LIVE_CALLS_KEY,
-            slot,
-            settings.web_max_concurrent_calls,
-            joining + _seconds(max_duration),
+            LIVE_CALLS_KEY, slot, settings.web_max_concurrent_calls, holding
         )
         if wait:
             raise WebCallRefused(
@@ -203,4 +204,10 @@ class WebCalls:
                     503, "ultravox_failed", "the agent is busy: try again shortly", retry_after or 5
                 ) from exc
             raise WebCallRefused(502, "ultravox_failed", "the agent could not be reached") from exc
-        return WebCall(created.call_id, created.join_url, route.name, max_duration)
+        end_secret = await remember_live_call(self.limits, created.call_id, slot, holding)
+        return WebCall(created.call_id, created.join_url, route.name, max_duration, end_secret)
+
+    async def end(self, ultravox: UltravoxClient, call_id: str, end_secret: str) -> bool:
+        """End a web call for the page that started it, freeing its slot at once: True when
+        this request ended it, False when it had been ended already (`WebCallEndRefused`)."""
+        return await end_live_call(self.limits, ultravox, LIVE_CALLS_KEY, call_id, end_secret)

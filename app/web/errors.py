@@ -1,6 +1,6 @@
-"""Why a web call was not created (or not ended): one exception with the HTTP status, the
-outcome counted in `/metrics`, and how long to wait before trying again when waiting helps.
-`app/api/errors.py` turns it into the response."""
+"""Why a web call was not created, or not ended: the HTTP status, the outcome counted in
+`/metrics`, and how long to wait before trying again when waiting helps. `app/api/errors.py`
+turns them into responses."""
 
 import math
 
@@ -20,3 +20,7 @@ class WebCallRefused(Exception):
         self.status_code = status_code
         self.outcome = outcome
         self.headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else {}
+
+
+class WebCallEndRefused(WebCallRefused):
+    """A request to end a web call refused: counted apart from the requests to start one."""

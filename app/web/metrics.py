@@ -9,3 +9,10 @@ WEB_REQUESTS = Counter(
     "ultravox_failed.",
     ["outcome"],
 )
+
+WEB_CALL_ENDS = Counter(
+    "bridge_web_call_ends",
+    "Requests of a page to end its web call, by outcome: ended, already_ended, forbidden_origin, "
+    "forbidden_secret, not_found, bad_request, too_large, ultravox_failed.",
+    ["outcome"],
+)

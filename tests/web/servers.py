@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from tests.redis_server import free_port
@@ -51,10 +51,13 @@ class Joined:
 @dataclass
 class StandInUltravox:
     """Ultravox's API as far as a web call needs it. `end_calls` makes it close each joinUrl
-    socket itself once the page connected (the agent hanging up)."""
+    socket itself once the page connected (the agent hanging up). `deleted` records the calls
+    the bridge deleted (ended)."""
 
     end_calls: bool = False
     created: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    deleted_event: threading.Event = field(default_factory=threading.Event)
     joined: list[Joined] = field(default_factory=list)
     connected: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
@@ -67,7 +70,13 @@ class StandInUltravox:
             join_url = f"{ws_base}/calls/{STANDIN_CALL_ID}/join?token=standin"
             return JSONResponse({"callId": STANDIN_CALL_ID, "joinUrl": join_url}, 201)
 
+        async def delete(call_id: str) -> Response:
+            self.deleted.append(call_id)
+            self.deleted_event.set()
+            return Response(status_code=204)
+
         app.add_api_route("/api/calls", create, methods=["POST"])
+        app.add_api_route("/api/calls/{call_id}", delete, methods=["DELETE"])
         app.add_api_route("/api/agents/{agent_id}/calls", create, methods=["POST"])
 
         @app.websocket("/calls/{call_id}/join")

@@ -114,12 +114,16 @@ def test_visitor_starts_joins_and_ends_a_call(talk: Talk) -> None:
         "additionalMessages": "",
     }
 
-    button.click()
+    with page.expect_response(f"{talk.bridge_url}/web/calls/{STANDIN_CALL_ID}/end") as ending:
+        button.click()
     assert talk.standin.closed.wait(10), "ending the call did not close the joinUrl WebSocket"
     assert joined.closed_by == "page"
     expect(status).to_have_text("Call ended")
     expect(button).to_have_text("Start the call")
     talk.screenshot("3-ended")
+    # The page told the bridge, which ended the Ultravox call and freed the call's place.
+    assert ending.value.status == 204
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
 
     # The route allows one call per address in these tests: the page shows the refusal.
     button.click()
@@ -139,6 +143,19 @@ def test_page_shows_the_end_when_ultravox_hangs_up(talk: Talk) -> None:
     assert talk.standin.joined[0].closed_by == "ultravox"
     expect(page.locator("#status")).to_have_text("Call ended")
     expect(page.locator("#call")).to_have_text("Start the call")
+    # The place is freed now, not when the call's maxDuration could have run out.
+    assert talk.standin.deleted_event.wait(10), "the page did not end its call at the bridge"
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
+
+
+def test_closing_the_tab_ends_the_call_at_the_bridge(talk: Talk) -> None:
+    page = talk.page
+    page.goto(f"{talk.bridge_url}/talk/sales")
+    page.locator("#call").click()
+    assert talk.standin.connected.wait(10)
+    page.close(run_before_unload=True)
+    assert talk.standin.deleted_event.wait(10), "closing the tab did not end the call"
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
 
 
 def test_page_of_a_route_not_open_to_the_web_is_404(talk: Talk) -> None:

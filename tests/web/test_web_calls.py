@@ -37,12 +37,15 @@ async def test_inline_web_call_gets_webrtc_medium_web_prompt_and_short_duration(
             client, {"route": "support", "context": {"page": "pricing", "name": "Ann"}}
         )
     assert response.status_code == 201
-    assert response.json() == {
+    answer = response.json()
+    end_secret = answer.pop("endSecret")
+    assert answer == {
         "callId": CALL_ID,
         "joinUrl": JOIN_URL,
         "route": "support",
         "maxDuration": "300s",
     }
+    assert len(end_secret) == 43  # 32 random bytes, base64url
     assert response.headers["access-control-allow-origin"] == ORIGIN
     body = sent_body(create)
     call_id = body["metadata"].pop("providerCallId")

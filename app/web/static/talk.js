@@ -20,6 +20,8 @@ const STATUS_TEXT = {
 };
 
 let session = null;
+// The live call's id and the secret that ends it, until the service is told it ended.
+let call = null;
 
 function show(state, text) {
   main.dataset.status = state;
@@ -50,10 +52,26 @@ function showTranscripts() {
   );
 }
 
+// Tell the service the call is over, so its place is free for the next visitor at once (not
+// only when the call's maxDuration could have run out). Once per call; `keepalive` lets the
+// request outlive a closing tab. A failure is harmless: the call ends by itself.
+function releaseCall(keepalive = false) {
+  if (!call) return;
+  const { id, endSecret } = call;
+  call = null;
+  fetch(`/web/calls/${encodeURIComponent(id)}/end`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ endSecret }),
+    keepalive,
+  }).catch(() => {});
+}
+
 function onStatus() {
   const status = session.status;
   if (status === "disconnected") {
     session = null;
+    releaseCall();
     button.textContent = "Start the call";
     button.disabled = false;
     show("ended", STATUS_TEXT.disconnected);
@@ -90,6 +108,7 @@ async function start() {
   session.addEventListener("status", onStatus);
   session.addEventListener("transcripts", showTranscripts);
   main.dataset.callId = answer.callId;
+  call = { id: answer.callId, endSecret: answer.endSecret };
   session.joinCall(answer.joinUrl);
   button.textContent = "End the call";
   button.disabled = false;
@@ -98,8 +117,10 @@ async function start() {
 async function end() {
   button.disabled = true;
   await session.leaveCall();
+  releaseCall();
 }
 
 button.addEventListener("click", () => (session ? end() : start()));
+window.addEventListener("pagehide", () => releaseCall(true));
 button.disabled = false;
 show("ready", "Ready");
