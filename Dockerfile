@@ -2,6 +2,12 @@
 # `docker run --env-file .env -p 8000:8000 ultravox-bridge` (see README, "Running in Docker and
 # Kubernetes").
 
+# --- web: the /talk page's Ultravox client SDK, from the npm registry at the locked versions ---
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json web/install-sdk.sh ./
+RUN ./install-sdk.sh /web/vendor
+
 # --- build: install the project and its dependencies into a self-contained venv --------------
 FROM python:3.12-slim AS builder
 
@@ -13,6 +19,7 @@ RUN python -m venv /opt/venv
 # README.md is the package's long description, so the build needs it beside pyproject.toml.
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY --from=web /web/vendor ./app/web/static/vendor
 # pip and setuptools are only needed to install; leaving them out of the venv keeps the final
 # image smaller and without a package installer (Python 3.12's venv has no setuptools: skipped).
 RUN /opt/venv/bin/pip install --no-cache-dir . \

@@ -3,7 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint clean
+SDK := app/web/static/vendor/.installed
+
+.PHONY: run test lint clean web
 
 $(INSTALLED): pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,10 +13,17 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-run: $(INSTALLED)
+# The /talk page's browser SDK, from the npm registry at the versions web/package-lock.json pins.
+$(SDK): web/package.json web/package-lock.json web/install-sdk.sh
+	web/install-sdk.sh "$(CURDIR)/app/web/static/vendor"
+	touch $(SDK)
+
+web: $(SDK)
+
+run: $(INSTALLED) $(SDK)
 	$(VENV)/bin/ultravox-bridge serve
 
-test: $(INSTALLED)
+test: $(INSTALLED) $(SDK)
 	$(PY) -m pytest
 
 lint: $(INSTALLED)
@@ -24,7 +33,7 @@ lint: $(INSTALLED)
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules app/web/static/vendor
 
 # The speed benchmark (about a minute); docs/benchmarks.md explains its output.
 .PHONY: bench

@@ -27,6 +27,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_token(args: argparse.Namespace) -> int:
+    from app.web.tokens import mint_token
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if settings.web_call_secret is None:
+        print("WEB_CALL_SECRET is not set: web calls need no token", file=sys.stderr)
+        return 2
+    if not 1 <= args.ttl <= settings.web_token_max_ttl_seconds:
+        print(
+            f"--ttl must be 1 to {settings.web_token_max_ttl_seconds} seconds "
+            "(WEB_TOKEN_MAX_TTL_SECONDS)",
+            file=sys.stderr,
+        )
+        return 2
+    secret = settings.web_call_secret.get_secret_value()
+    print(mint_token(secret, args.route, args.ttl, args.subject))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ultravox-bridge", description="Answers phone calls with Ultravox voice AI agents."
@@ -39,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_command(commands)
     add_check_config_command(commands)
     add_call_command(commands)
+    token = commands.add_parser(
+        "web-token", help="mint a token for one web call of a route (WEB_CALL_SECRET)"
+    )
+    token.add_argument("--route", required=True, help="the route the call is for")
+    token.add_argument("--ttl", type=int, default=300, help="seconds it stays valid (300)")
+    token.add_argument("--subject", help="who the visitor is, copied into the call's metadata")
+    token.set_defaults(handler=_web_token)
     return parser
 
 

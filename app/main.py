@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, media, metrics, outbound, webhooks
+from app.api import health, media, metrics, outbound, web, webhooks
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
@@ -29,6 +29,8 @@ from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
+from app.web.calls import WebCalls
+from app.web.limits import Limits, MemoryLimits
 
 logger = logging.getLogger("app")
 
@@ -69,6 +71,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
+            app.state.web_calls = WebCalls(config, build_web_limits(config))
             _log_startup(config, app.state.bridge)
             try:
                 async with reload_on_sighup(app.state.bridge, config):
@@ -77,6 +80,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
                 await app.state.store.close()
+                await app.state.web_calls.limits.close()
 
     app = FastAPI(
         title="Ultravox phone bridge",
@@ -92,6 +96,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
     app.include_router(outbound.router)
     app.include_router(media.router)
+    app.include_router(web.router)
     return app
 
 
@@ -102,6 +107,17 @@ def build_store(settings: ServiceSettings) -> Store:
     from app.redis_store import RedisStore  # the client costs memory a single replica never uses
 
     return RedisStore(
+        settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
+    )
+
+
+def build_web_limits(settings: ServiceSettings) -> Limits:
+    """Web call limits shared through Redis when `REDIS_URL` is set; this process's otherwise."""
+    if settings.redis_url is None:
+        return MemoryLimits()
+    from app.web.limits import RedisLimits
+
+    return RedisLimits(
         settings.redis_url.get_secret_value(), timeout_seconds=settings.redis_timeout_seconds
     )
 

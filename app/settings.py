@@ -35,6 +35,8 @@ DEFAULT_SYSTEM_PROMPT = (
 DURATION = re.compile(r"^[0-9]+(\.[0-9]+)?s$")
 # The time between the callee answering and the provider's media reaching Ultravox.
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
+# A browser's Origin header: scheme, host, optional port; nothing after.
+WEB_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 # Call fields the bridge itself decides.
 BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
@@ -134,11 +136,67 @@ class ServiceSettings(BaseSettings):
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
 
+    # Web calls (POST /web/calls, /talk/<route>): see the README's "Calls from a browser".
+    web_allowed_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(
+        default_factory=list
+    )
+    web_ip_burst: int = Field(default=3, ge=1, le=1000)
+    web_ip_calls_per_hour: float = Field(default=12, gt=0, le=100_000)
+    web_global_burst: int = Field(default=20, ge=1, le=100_000)
+    web_global_calls_per_hour: float = Field(default=240, gt=0, le=1_000_000)
+    web_max_concurrent_calls: int = Field(default=3, ge=1, le=10_000)
+    web_max_duration: str = "300s"
+    web_connect_sources: str = "wss: https:"
+    web_call_secret: SecretStr | None = None
+    web_token_max_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: Any) -> Any:
         # uvicorn's --log-level is lower case; accept either.
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("web_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for origin in value:
+            if not WEB_ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme and host (and port) only, such "
+                    "as https://www.example.com, comma-separated"
+                )
+            origins.append(origin.lower())
+        return origins
+
+    @field_validator("web_connect_sources")
+    @classmethod
+    def _csp_sources(cls, value: str) -> str:
+        if not value.strip() or any(ch in value for ch in ";,'\"\n\r"):
+            raise ValueError(
+                "must be space-separated Content-Security-Policy sources such as "
+                "'wss: https:' or 'wss://*.example.com'"
+            )
+        return " ".join(value.split())
+
+    @field_validator("web_max_duration")
+    @classmethod
+    def _web_duration(cls, value: str) -> str:
+        if not DURATION.match(value.strip()):
+            raise ValueError('must be a duration in seconds as Ultravox writes it, such as "300s"')
+        return value.strip()
+
+    @field_validator("web_call_secret")
+    @classmethod
+    def _web_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @field_validator("bridge_api_tokens")
     @classmethod
@@ -242,6 +300,10 @@ class ServiceSettings(BaseSettings):
         if not DURATION.match(value.strip()):
             raise ValueError('must be a duration in seconds as Ultravox writes it, such as "60s"')
         return value.strip()
+
+    @property
+    def web_max_duration_seconds(self) -> float:
+        return float(self.web_max_duration.removesuffix("s"))
 
     @property
     def outbound_join_timeout_seconds(self) -> float:

@@ -6,6 +6,7 @@ with `plain_refusal` before anything reads them) and a request head or body too 
 large to read (408, 431), which `app/http_protocol.py` writes itself, before the application
 sees a request."""
 
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -14,6 +15,12 @@ from fastapi.responses import JSONResponse
 
 from app.calltypes import WebhookError
 from app.outbound.errors import OutboundError
+from app.settings import ServiceSettings
+from app.web.errors import WebCallEndRefused, WebCallRefused
+from app.web.metrics import WEB_CALL_ENDS, WEB_REQUESTS
+from app.web.origins import cors_headers, origin_allowed
+
+web_logger = logging.getLogger("app.web")
 
 
 class APIError(Exception):
@@ -53,9 +60,36 @@ async def outbound_failed(request: Request, exc: OutboundError) -> JSONResponse:
     )
 
 
+async def web_call_refused(request: Request, exc: WebCallRefused) -> JSONResponse:
+    """A refused request to start (or end) a web call, counted by outcome and logged. A page of
+    an allowed origin may read why (CORS headers), and learns from `Retry-After` when trying
+    again can work."""
+    origin = request.headers.get("origin")
+    ending = isinstance(exc, WebCallEndRefused)
+    (WEB_CALL_ENDS if ending else WEB_REQUESTS).labels(outcome=exc.outcome).inc()
+    web_logger.warning(
+        "web.end_refused" if ending else "web.refused",
+        extra={
+            "fields": {
+                "outcome": exc.outcome,
+                "status": exc.status_code,
+                "reason": str(exc),
+                "origin": origin or "none",
+                "client": request.client.host if request.client else None,
+            }
+        },
+    )
+    headers = dict(exc.headers)
+    settings: ServiceSettings = request.app.state.settings
+    if origin and origin_allowed(origin, request.headers.get("host"), settings):
+        headers.update(cors_headers(origin))
+    return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+
+
 Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     WebhookError: webhook_refused,
     APIError: api_refused,
     OutboundError: outbound_failed,
+    WebCallRefused: web_call_refused,
 }

@@ -38,16 +38,17 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body; `PayloadTooLarge` as soon as it is declared or read past `limit`."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body over {limit} bytes")
     body = bytearray()
     try:
         async for chunk in request.stream():
             body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body over {limit} bytes")
     except ClientDisconnect:
         raise BodyCutOff("the connection closed before the body ended") from None
     return bytes(body)

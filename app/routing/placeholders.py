@@ -5,7 +5,7 @@ A text is split into literals and placeholder names once, when the routes file i
 unknown name is a start-up error and filling a call in is a join."""
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +16,10 @@ CALL_PLACEHOLDERS = ("callerNumber", "calledNumber", "provider")
 class UnknownPlaceholder(ValueError):
     """A text uses a placeholder the bridge does not fill."""
 
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], known: Iterable[str] = CALL_PLACEHOLDERS) -> None:
         unknown = ", ".join("{{" + name + "}}" for name in names)
-        known = ", ".join("{{" + name + "}}" for name in CALL_PLACEHOLDERS)
-        super().__init__(f"unknown placeholder {unknown}; the bridge fills {known}")
+        filled = ", ".join("{{" + name + "}}" for name in known)
+        super().__init__(f"unknown placeholder {unknown}; the bridge fills {filled}")
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,26 @@ class Template:
         return _fill(self.compiled, values)
 
 
-def compile_value(value: Any) -> Template | None:
+def compile_value(value: Any, names: Collection[str] = CALL_PLACEHOLDERS) -> Template | None:
     """`value` as a template, None if it has no placeholder; `UnknownPlaceholder` if it uses a
-    name the bridge does not fill."""
-    compiled = _compile(value)
+    name not in `names` (those the bridge fills: a phone call's by default)."""
+    compiled = _compile(value, names)
     return Template(compiled) if compiled != value else None
 
 
-def _compile(value: Any) -> Any:
+def _compile(value: Any, names: Collection[str]) -> Any:
     if isinstance(value, str):
         parts = PLACEHOLDER.split(value)
         if len(parts) == 1:
             return value
-        unknown = sorted({name for name in parts[1::2] if name not in CALL_PLACEHOLDERS})
+        unknown = sorted({name for name in parts[1::2] if name not in names})
         if unknown:
-            raise UnknownPlaceholder(unknown)
+            raise UnknownPlaceholder(unknown, names)
         return _Text(tuple(parts))
     if isinstance(value, list):
-        return [_compile(item) for item in value]
+        return [_compile(item, names) for item in value]
     if isinstance(value, dict):
-        return {key: _compile(item) for key, item in value.items()}
+        return {key: _compile(item, names) for key, item in value.items()}
     return value
 
 

@@ -23,6 +23,7 @@ from app.routing.schema import (
     NumberRoute,
     RoutesFile,
     RouteTarget,
+    WebOptions,
 )
 from app.routing.table import (
     AgentTarget,
@@ -33,6 +34,7 @@ from app.routing.table import (
     Rule,
     Target,
 )
+from app.routing.web import web_access
 from app.settings import ConfigError, ServiceSettings
 
 # PyYAML's safe loader, its parser in C when libyaml is there (three times faster).
@@ -129,7 +131,13 @@ def _route(
         )
     elif isinstance(target, InlineTarget):
         _check_json(path, label, target.call_fields, problems)
-    return Route(name, target, _fallback(spec.fallback, settings))
+    web = None
+    if spec.web is not None and len(chosen) == 1:
+        try:
+            web = web_access(name, spec.web, target)
+        except ValueError as exc:
+            problems.append(f"{path}: {label}: web: {exc}")
+    return Route(name, target, _fallback(spec.fallback, settings), web)
 
 
 def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:
@@ -235,6 +243,7 @@ def _message(error: ErrorDetails) -> str:
             "inline": InlineCall,
             "fallback": Fallback,
             "default": DefaultRoute,
+            "web": WebOptions,
         }
         allowed = models.get(parent)
         if allowed is None:

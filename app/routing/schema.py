@@ -4,6 +4,7 @@ Keys under `agent:` and `inline:` are Ultravox's own call fields, spelled as in 
 (camelCase); the bridge's own keys (`number`, `caller_prefix`, `fallback`, ...) are snake_case.
 """
 
+import re
 from collections.abc import Collection
 from typing import Annotated, Any
 
@@ -126,13 +127,47 @@ class Fallback(_Strict):
         return None if value is None else written_e164(value)
 
 
+# A route's name in URLs (/talk/<name>) and a context field's name in templates.
+WEB_ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONTEXT_FIELD = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+
+class WebOptions(_Strict):
+    """`web:` the route also answers browsers (`POST /web/calls`, the page `/talk/<name>`).
+    `web: true` takes the route as it is; a mapping may change what a browser's call gets."""
+
+    systemPrompt: str | None = Field(default=None, min_length=1)
+    greeting: str | None = Field(default=None, min_length=1, max_length=2000)
+    context: list[Annotated[str, Field(pattern=CONTEXT_FIELD)]] = Field(
+        default_factory=list, max_length=20
+    )
+    maxDuration: Duration | None = None
+
+    @field_validator("context")
+    @classmethod
+    def _not_the_bridges(cls, value: list[str]) -> list[str]:
+        taken = sorted(set(value) & set(CALL_PLACEHOLDERS))
+        if taken:
+            raise ValueError(f"{', '.join(taken)} are filled by the bridge, not by a web page")
+        return value
+
+
+def _web(value: Any) -> Any:
+    # `web: true` is the route as it is; `web: false` (or no key) keeps browsers out.
+    if value is True:
+        return WebOptions()
+    return None if value is False else value
+
+
 class RouteTarget(_Strict):
-    """What a route does (exactly one of agent, inline, reject) and its fallback."""
+    """What a route does (exactly one of agent, inline, reject), its fallback, and whether
+    browsers may start its calls."""
 
     agent: AgentCall | None = None
     inline: InlineCall | None = None
     reject: bool = False
     fallback: Fallback | None = None
+    web: Annotated[WebOptions | None, BeforeValidator(_web)] = None
 
 
 class DefaultRoute(RouteTarget):

@@ -38,10 +38,23 @@ Target = AgentTarget | InlineTarget | RejectTarget
 
 
 @dataclass(frozen=True)
+class WebAccess:
+    """How a route answers browsers (`web:`): its target with the web changes applied, the
+    text filled per web call (`templated`), the context fields a page may pass, and the
+    route's own maxDuration for web calls (None: WEB_MAX_DURATION). Built in app/routing/web.py."""
+
+    target: AgentTarget | InlineTarget
+    templated: Mapping[str, Template] = field(default_factory=dict)
+    context_fields: frozenset[str] = frozenset()
+    max_duration: str | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     target: Target
     fallback: FallbackPlan
+    web: WebAccess | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,11 @@ class RoutingTable:
         """The first route called `name`, for requests that pick a route by name (outbound
         calls). A route without a name is called `routes[i]`, by its position."""
         return next((route for *_, route in self.entries() if route.name == name), None)
+
+    def web_route(self, name: str) -> Route | None:
+        """The route called `name` if it is open to browsers (`web:`), else None."""
+        route = self.named(name)
+        return route if route is not None and route.web is not None else None
 
     def fallback_for(self, call: InboundCall | None) -> FallbackPlan | None:
         route = self.resolve(call) if call is not None else self.default

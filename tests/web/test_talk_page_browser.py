@@ -1,0 +1,164 @@
+"""The /talk page in a real browser: Debian's headless Chromium, driven by Playwright, loads
+the page under its Content-Security-Policy, starts a web call through the bridge, and joins it
+with the real Ultravox client SDK at a stand-in Ultravox's joinUrl WebSocket.
+
+Screenshots go to $BROWSER_SCREENSHOTS when set (look at them), else to the test's tmp dir."""
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from app.main import create_app
+from app.web.page import sdk_installed
+from tests.redis_server import free_port
+from tests.web.conftest import web_settings
+from tests.web.servers import STANDIN_CALL_ID, ServerThread, StandInUltravox
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert sdk_installed(), "the page's SDK is missing: run `make web`"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+class Talk:
+    """The bridge and a stand-in Ultravox on loopback, and a browser page on /talk/<route>."""
+
+    def __init__(self, page: Page, standin: StandInUltravox, bridge_url: str, shots: Path):
+        self.page = page
+        self.standin = standin
+        self.bridge_url = bridge_url
+        self.shots = shots
+        self.console: list[str] = []
+        page.on("console", self._console)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.console.append(message.text)
+
+    def screenshot(self, name: str) -> None:
+        self.page.screenshot(path=self.shots / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+def talk(request: pytest.FixtureRequest, browser: Browser, tmp_path: Path) -> Iterator[Talk]:
+    marker = request.node.get_closest_marker("standin")
+    standin = StandInUltravox(**(marker.kwargs if marker else {}))
+    standin_port = free_port()
+    settings = web_settings(
+        tmp_path,
+        ultravox_api_url=f"http://127.0.0.1:{standin_port}/api",
+        web_connect_sources=f"ws://127.0.0.1:{standin_port}",
+        web_ip_burst=1,
+    )
+    shots = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with (
+        ServerThread(standin.app(f"ws://127.0.0.1:{standin_port}"), standin_port),
+        ServerThread(create_app(settings)) as bridge,
+    ):
+        context = browser.new_context()
+        page = context.new_page()
+        yield Talk(page, standin, bridge.url, shots)
+        context.close()
+
+
+def test_visitor_starts_joins_and_ends_a_call(talk: Talk) -> None:
+    page = talk.page
+    page.goto(f"{talk.bridge_url}/talk/sales")
+    status = page.locator("#status")
+    button = page.locator("#call")
+    expect(status).to_have_text("Ready")
+    talk.screenshot("1-ready")
+
+    button.click()
+    assert talk.standin.connected.wait(10), "the page never opened the joinUrl WebSocket"
+    expect(status).to_have_text("Connecting…")
+    expect(button).to_have_text("End the call")
+    expect(page.locator("#talk")).to_have_attribute("data-call-id", STANDIN_CALL_ID)
+    talk.screenshot("2-connecting")
+    [created] = talk.standin.created
+    assert created["medium"] == {"webRtc": {}}
+    assert created["metadata"]["provider"] == "web"
+    [joined] = talk.standin.joined
+    assert joined.path == f"/calls/{STANDIN_CALL_ID}/join"
+    assert joined.query == {
+        "token": "standin",
+        "clientVersion": "web_0.5.0",
+        "apiVersion": "1",
+        "additionalMessages": "",
+    }
+
+    with page.expect_response(f"{talk.bridge_url}/web/calls/{STANDIN_CALL_ID}/end") as ending:
+        button.click()
+    assert talk.standin.closed.wait(10), "ending the call did not close the joinUrl WebSocket"
+    assert joined.closed_by == "page"
+    expect(status).to_have_text("Call ended")
+    expect(button).to_have_text("Start the call")
+    talk.screenshot("3-ended")
+    # The page told the bridge, which ended the Ultravox call and freed the call's place.
+    assert ending.value.status == 204
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
+
+    # The route allows one call per address in these tests: the page shows the refusal.
+    button.click()
+    expect(status).to_contain_text("too many web calls from your address (in ")
+    talk.screenshot("4-refused")
+    assert len(talk.standin.created) == 1
+    csp_errors = [text for text in talk.console if "Content Security Policy" in text]
+    assert csp_errors == []
+
+
+@pytest.mark.standin(end_calls=True)
+def test_page_shows_the_end_when_ultravox_hangs_up(talk: Talk) -> None:
+    page = talk.page
+    page.goto(f"{talk.bridge_url}/talk/sales")
+    page.locator("#call").click()
+    assert talk.standin.closed.wait(10)
+    assert talk.standin.joined[0].closed_by == "ultravox"
+    expect(page.locator("#status")).to_have_text("Call ended")
+    expect(page.locator("#call")).to_have_text("Start the call")
+    # The place is freed now, not when the call's maxDuration could have run out.
+    assert talk.standin.deleted_event.wait(10), "the page did not end its call at the bridge"
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
+
+
+def test_closing_the_tab_ends_the_call_at_the_bridge(talk: Talk) -> None:
+    page = talk.page
+    page.goto(f"{talk.bridge_url}/talk/sales")
+    page.locator("#call").click()
+    assert talk.standin.connected.wait(10)
+    page.close(run_before_unload=True)
+    assert talk.standin.deleted_event.wait(10), "closing the tab did not end the call"
+    assert talk.standin.deleted == [STANDIN_CALL_ID]
+
+
+def test_page_of_a_route_not_open_to_the_web_is_404(talk: Talk) -> None:
+    response = talk.page.goto(f"{talk.bridge_url}/talk/phone-only")
+    assert response is not None and response.status == 404
+    assert talk.standin.created == []
