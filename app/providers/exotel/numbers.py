@@ -29,7 +29,7 @@ CALLING_CODES = {
 MAX_NUMBER_CHARS = 32
 _SEPARATORS = re.compile(r"[ \-().]")
 _CALLING_CODE = re.compile(r"\+?([1-9][0-9]{0,2})")
-_DIGITS = re.compile(r"(\+|00|0)?([0-9]{3,15})")
+_DIGITS = re.compile(r"(\+|00|0)?([0-9]{6,15})")
 
 
 def calling_code(country: str) -> str:
