@@ -12,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import API_URL, BASE_URL, JOIN_URL, running_app
+from tests.conftest import BASE_URL, JOIN_URL, running_app
 from tests.outbound_mocks import (
     AUTH,
     UV_CALL_ID,

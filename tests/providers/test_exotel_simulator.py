@@ -137,7 +137,14 @@ def test_exotel_numbers_become_e164(written: str, e164: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "written", ["0٩٨٧٦٥٤٣٢١٠", "０９８７６５４３２１０", "0987", "+0987654321", "1" * 33]
+    "written",
+    [
+        "0" + "\u0669\u0668\u0667\u0666\u0665\u0664\u0663\u0662\u0661\u0660",  # Arabic-Indic
+        "\uff10\uff19\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11\uff10",  # full-width
+        "0987",
+        "+0987654321",
+        "1" * 33,
+    ],
 )
 def test_what_is_not_a_number_of_ascii_digits_is_refused(written: str) -> None:
     with pytest.raises(ValueError):
