@@ -63,7 +63,10 @@ class WebhookRequest:
     """An HTTP request as a provider sent it, independent of the web framework.
 
     `url` is the URL the provider requested (rebuilt from PUBLIC_BASE_URL when set), which is
-    what providers sign.
+    what providers sign. `path_key` is the key segment of the URL's path, for providers that
+    sign nothing and are authenticated by a secret in the URL (`/{provider}/incoming/{key}`)
+    and for answer URLs (`/{provider}/outbound/{reference}`). `client` is the sender's address
+    as the server reports it (a trusted proxy's `X-Forwarded-For` applied, FORWARDED_ALLOW_IPS).
     """
 
     method: str
@@ -72,6 +75,8 @@ class WebhookRequest:
     query: Sequence[tuple[str, str]]
     body: bytes
     received_at: float
+    path_key: str | None = None
+    client: str | None = None
 
     def form(self) -> list[tuple[str, str]]:
         """The form-encoded body's fields, in order (empty for GET); `TooManyFields` past
@@ -103,10 +108,13 @@ class InboundCall:
 
 @dataclass(frozen=True)
 class Answer:
-    """The body and media type the provider receives in reply to its webhook."""
+    """The body and media type the provider receives in reply to its webhook, and the HTTP
+    status: 200, except for a provider whose fallback is a failed request (Exotel's Voicebot
+    moves on to the flow's next applet)."""
 
     body: bytes
     media_type: str
+    status_code: int = 200
 
 
 @dataclass(frozen=True)

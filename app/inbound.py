@@ -203,5 +203,6 @@ def _refusal(exc: WebhookError) -> str:
         404: "not_found",
         405: "method_not_allowed",
         413: "too_large",
+        429: "rate_limited",
     }
     return outcomes.get(exc.status_code, "unavailable")

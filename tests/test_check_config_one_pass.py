@@ -22,7 +22,7 @@ from tests.redis_server import free_port
 
 NO_PROVIDER = (
     "no provider can take calls: set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY, PLIVO_AUTH_TOKEN, "
-    "VONAGE_SIGNATURE_SECRET (with PUBLIC_BASE_URL) or ASTERISK_TOKEN"
+    "VONAGE_SIGNATURE_SECRET (with PUBLIC_BASE_URL), ASTERISK_TOKEN or EXOTEL_URL_TOKENS"
 )
 BAD_ROUTES = "routes:\n  - number: '555-0002'\n    reject: true\n"
 BAD_ROUTE_LINE = (

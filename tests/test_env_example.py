@@ -42,6 +42,12 @@ GIVEN = {
     "TELNYX_CONNECTION_ID": TELNYX_CONNECTION_ID,
     "PLIVO_AUTH_ID": PLIVO_AUTH_ID,
     "BRIDGE_API_TOKEN": "outbound-token-0123456789",
+    "EXOTEL_URL_TOKENS": "exotel-url-token-0123456789abcdefghijklmn",
+    "EXOTEL_ALLOWED_IPS": "203.0.113.0/24",
+    "EXOTEL_ACCOUNT_SID": "exampleaccount1",
+    "EXOTEL_API_KEY": "exotel-api-key",
+    "EXOTEL_API_TOKEN": "exotel-api-token",
+    "EXOTEL_APP_ID": "123456",
 }
 # Settings of the client commands (`simulate`, `call`), which the service does not read.
 CLIENT_ONLY = (set(SimulatorSettings.model_fields) | set(CallCommandSettings.model_fields)) - set(

@@ -77,15 +77,21 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
 
 
 @router.api_route("/{provider}/events", methods=["GET", "POST"])
+@router.api_route("/{provider}/events/{path_key}", methods=["GET", "POST"])
 async def events(
-    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+    provider: str,
+    request: Request,
+    bridge: BridgeDep,
+    settings: SettingsDep,
+    path_key: str | None = None,
 ) -> Response:
-    """A provider's call progress events (answered, completed...), recorded in the log."""
+    """A provider's call progress events (answered, completed...), recorded in the log; with a
+    key in the path for a provider authenticated by a secret in its URLs."""
     adapter = bridge.adapters.get(provider)
-    if not isinstance(adapter, CallEvents):
+    if not isinstance(adapter, CallEvents) or (path_key is not None and not adapter.takes_path_key):
         raise UnknownProvider(f"no events endpoint for {provider!r}")
     try:
-        webhook = await webhook_request(request, settings.public_base_url)
+        webhook = await webhook_request(request, settings.public_base_url, path_key)
         adapter.check(webhook)
         fields = adapter.event_fields(webhook)
     except WebhookError as exc:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from app.api.deps import BridgeDep, SettingsDep, StoreDep
 from app.api.errors import APIError
-from app.api.webhooks import PayloadTooLarge, read_body, webhook_request
+from app.api.webhooks import PayloadTooLarge, answer_response, read_body, webhook_request
 from app.auth import matches_any
 from app.outbound.flow import OutboundCalls
 from app.outbound.pending import PendingAnswer, pending_key
@@ -88,13 +88,14 @@ async def outbound_answer(
     """The answer URL of an outbound call: the stream to its Ultravox call, once. The provider's
     signature is checked before the single-use reference is spent."""
     adapter = bridge.adapter(provider)
-    webhook = await webhook_request(request, settings.public_base_url)
+    webhook = await webhook_request(request, settings.public_base_url, reference)
     adapter.check(webhook)
     call = adapter.parse(webhook)
     await adapter.hold(webhook, call)
     fields = {"provider": provider, "call_id": call.call_id}
+    placed = adapter.placed_call_reference(webhook)
     try:
-        stored = await store.take(pending_key(provider, reference))
+        stored = await store.take(pending_key(provider, placed)) if placed else None
     except StoreError as exc:
         fields["reason"] = str(exc)
         stored = None
@@ -108,4 +109,4 @@ async def outbound_answer(
         logger.info("outbound.answered", extra={"fields": fields})
         joined = UltravoxCall(pending.ultravox_call_id, pending.join_url, raw={})
         answer = await adapter.stream_answer(call, joined)
-    return Response(content=answer.body, media_type=answer.media_type)
+    return answer_response(answer)

@@ -8,7 +8,7 @@ from starlette.requests import ClientDisconnect
 
 from app.api.deps import BridgeDep, SettingsDep
 from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count
-from app.inbound import Bridge
+from app.inbound import Bridge, UnknownProvider
 from app.settings import ServiceSettings
 
 router = APIRouter(tags=["webhooks"])
@@ -54,7 +54,9 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-async def webhook_request(request: Request, public_base_url: str | None) -> WebhookRequest:
+async def webhook_request(
+    request: Request, public_base_url: str | None, path_key: str | None = None
+) -> WebhookRequest:
     """The request as the provider adapters read it. A query or form of more fields than any
     provider sends is refused here (`TooManyFields`), before any adapter's signature check."""
     query: bytes = request.scope.get("query_string", b"")
@@ -71,11 +73,15 @@ async def webhook_request(request: Request, public_base_url: str | None) -> Webh
         query=request.query_params.multi_items(),
         body=body,
         received_at=time.time(),
+        path_key=path_key,
+        client=request.client.host if request.client else None,
     )
 
 
-def _response(answer: Answer) -> Response:
-    return Response(content=answer.body, media_type=answer.media_type)
+def answer_response(answer: Answer) -> Response:
+    return Response(
+        content=answer.body, media_type=answer.media_type, status_code=answer.status_code
+    )
 
 
 async def _serve(
@@ -84,15 +90,18 @@ async def _serve(
     bridge: Bridge,
     settings: ServiceSettings,
     answer: Callable[[str, WebhookRequest], Awaitable[Answer]],
+    path_key: str | None = None,
 ) -> Response:
     started = time.perf_counter()
+    if path_key is not None and not bridge.adapter(provider).takes_path_key:
+        raise UnknownProvider(f"{provider} webhooks take no key in their path")
     try:
-        webhook = await webhook_request(request, settings.public_base_url)
+        webhook = await webhook_request(request, settings.public_base_url, path_key)
     except WebhookError as exc:
         bridge.refused(provider, request.method, exc, started)
         raise
     # A WebhookError from here on has been logged and counted by the bridge.
-    return _response(await answer(provider, webhook))
+    return answer_response(await answer(provider, webhook))
 
 
 @router.api_route("/{provider}/incoming", methods=["GET", "POST"])
@@ -101,6 +110,15 @@ async def incoming(
 ) -> Response:
     """A provider's voice webhook for a new call: answered with a stream to an Ultravox agent."""
     return await _serve(provider, request, bridge, settings, bridge.incoming)
+
+
+@router.api_route("/{provider}/incoming/{path_key}", methods=["GET", "POST"])
+async def incoming_with_key(
+    provider: str, path_key: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+) -> Response:
+    """The same, for a provider that signs nothing and is authenticated by a secret in the
+    URL's path (Exotel); 404 for the others."""
+    return await _serve(provider, request, bridge, settings, bridge.incoming, path_key)
 
 
 @router.api_route("/{provider}/fallback", methods=["GET", "POST"])

@@ -6,7 +6,7 @@ webhook and media routes, readiness, routing's provider names, `simulate`, `call
 hint) reads these tuples.
 """
 
-from app.providers import asterisk, plivo, telnyx, twilio, vonage
+from app.providers import asterisk, exotel, plivo, telnyx, twilio, vonage
 from app.providers.base import ProviderAdapter
 from app.providers.dialing import Dialer
 from app.providers.media import MediaEndpoint
@@ -21,6 +21,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     plivo.SPEC,
     vonage.SPEC,
     asterisk.SPEC,
+    exotel.SPEC,
 )
 
 PROVIDER_NAMES = tuple(spec.name for spec in PROVIDERS)

@@ -76,6 +76,9 @@ class ProviderAdapter(ABC):
     name: ClassVar[str]
     # The setting whose secret verifies this provider's webhooks.
     secret_setting: ClassVar[str]
+    # Whether its webhook URL carries a key in its path (`/{name}/incoming/{key}`): for a
+    # provider that signs nothing, a secret only it is given.
+    takes_path_key: ClassVar[bool] = False
 
     def __init__(self, settings: ServiceSettings) -> None:
         self.verify_signatures = settings.verify_signatures
@@ -126,6 +129,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
         """Read the incoming call from a verified webhook; `MalformedWebhook` if fields lack."""
+
+    def placed_call_reference(self, request: WebhookRequest) -> str | None:
+        """Which placed (outbound) call an answer-URL request fetches the answer of: the
+        reference in its URL (`/{name}/outbound/{reference}`). A provider that cannot be given
+        a URL per call reads it from a field its request carries."""
+        return request.path_key
 
     async def hold(self, request: WebhookRequest, call: InboundCall) -> None:
         """Refuse (`SignatureError`) a verified webhook whose signature does not cover `call`'s

@@ -119,6 +119,12 @@ class Simulator(ABC):
     def read_answer(self, root: ET.Element) -> AnswerReading:
         """Read the service's XML answer in this provider's dialect."""
 
+    def read_response(self, status: int, body: str) -> AnswerReading | None:
+        """What the provider would do with an answer that is not an XML document, for a
+        provider that is answered in JSON or whose fallback is an HTTP status (Exotel); None
+        leaves it to the usual reading: the status, and a 200's body as this provider's XML."""
+        return None
+
     def forbidden_hint(self, url: str) -> str:
         """Why the service may have refused the signature (403). This default fits providers
         that sign the URL they request."""

@@ -9,6 +9,7 @@ import httpx
 
 from app.providers.simulator import (
     AnswerKind,
+    AnswerReading,
     Simulator,
 )
 
@@ -36,6 +37,9 @@ def judge(
 ) -> Verdict:
     """The verdict on the service's answer `status` and `body`."""
     reason = body.strip()[:300]
+    reading = simulator.read_response(status, body)
+    if reading is not None:
+        return _verdict(simulator, reading, url)
     if status == 200:
         return _judge_xml(simulator, body, url)
     if status == 403:
@@ -81,7 +85,10 @@ def _judge_xml(simulator: Simulator, body: str, url: str) -> Verdict:
         return Verdict(
             "unexpected", f"the answer is not XML ({exc}), so {simulator.title} would fail the call"
         )
-    reading = simulator.read_answer(root)
+    return _verdict(simulator, simulator.read_answer(root), url)
+
+
+def _verdict(simulator: Simulator, reading: AnswerReading, url: str) -> Verdict:
     if reading.kind is AnswerKind.STREAM:
         return Verdict(
             "stream",

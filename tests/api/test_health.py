@@ -17,7 +17,13 @@ async def test_readyz_lists_the_providers_that_can_take_calls(client: httpx.Asyn
     assert response.json() == {
         "status": "ready",
         "draining": False,
-        "providers": {"twilio": True, "telnyx": True, "plivo": True, "vonage": False},
+        "providers": {
+            "twilio": True,
+            "telnyx": True,
+            "plivo": True,
+            "vonage": False,
+            "exotel": False,
+        },
     }
 
 
@@ -31,6 +37,7 @@ async def test_readyz_is_503_when_no_provider_has_a_secret() -> None:
         "telnyx": False,
         "plivo": False,
         "vonage": False,
+        "exotel": False,
     }
 
 

@@ -196,11 +196,11 @@ def with_fake_provider(tree: Path) -> None:
         (folder / name).write_text(source.lstrip())
     registry = tree / "app" / "providers" / "__init__.py"
     text = registry.read_text()
-    imports = "from app.providers import asterisk, plivo, telnyx, twilio, vonage\n"
-    entry = "    asterisk.SPEC,\n"
+    imports = "from app.providers import asterisk, exotel, plivo, telnyx, twilio, vonage\n"
+    entry = "    exotel.SPEC,\n"
     assert imports in text and entry in text
     text = text.replace(
-        imports, "from app.providers import asterisk, fake, plivo, telnyx, twilio, vonage\n"
+        imports, "from app.providers import asterisk, exotel, fake, plivo, telnyx, twilio, vonage\n"
     )
     registry.write_text(text.replace(entry, entry + "    fake.SPEC,\n"))
 
@@ -233,11 +233,18 @@ def test_a_provider_added_as_a_folder_and_a_registry_line_is_routed_simulated_an
         "stream_url": "wss://voice.ultravox.test/calls/fake/join",
         "medium": {"fake": {}},
         "metadata_provider": "fake",
-        "ready": {"twilio": False, "telnyx": False, "plivo": False, "vonage": False, "fake": True},
+        "ready": {
+            "twilio": False,
+            "telnyx": False,
+            "plivo": False,
+            "vonage": False,
+            "exotel": False,
+            "fake": True,
+        },
         "route_fake": "ok",
         "route_unknown": (
             "routes.yaml: routes[0]: provider: 'nobody' is not a provider; use one of twilio, "
-            "telnyx, plivo, vonage, asterisk, fake"
+            "telnyx, plivo, vonage, asterisk, exotel, fake"
         ),
         "simulate_choice": "fake",
     }

@@ -122,7 +122,7 @@ CASES = {
         "routes:\n  - number: '+15005550001'\n    provider: acme\n    reject: true\n",
         [
             "routes[0]: provider: 'acme' is not a provider; use one of twilio, telnyx, plivo, "
-            "vonage, asterisk"
+            "vonage, asterisk, exotel"
         ],
     ),
     "unquoted_date": (
