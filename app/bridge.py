@@ -19,8 +19,9 @@ from app.providers.base import (
     WebhookError,
     WebhookRequest,
 )
-from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
+from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import Settings
+from app.transfer.flow import TransferDesk
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 
 logger = logging.getLogger("app.bridge")
@@ -59,6 +60,7 @@ class Bridge:
         self.routing = routing
         self.ultravox = ultravox
         self.dedupe = dedupe
+        self.transfers: TransferDesk | None = None  # set when a route offers transfers
         self._endings: set[asyncio.Task[None]] = set()
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
@@ -122,7 +124,7 @@ class Bridge:
         created: Created | None = None
         try:
             created = await self.dedupe.create_once(
-                call.provider, call.call_id, lambda: self._create(adapter, target, call)
+                call.provider, call.call_id, lambda: self._create(adapter, route, target, call)
             )
             answer = await adapter.stream_answer(call, created.call)
         except UltravoxError as exc:
@@ -171,11 +173,20 @@ class Bridge:
         return Outcome(adapter.fallback_answer(plan), "fallback")
 
     async def _create(
-        self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
+        self,
+        adapter: ProviderAdapter,
+        route: Route,
+        target: AgentTarget | InlineTarget,
+        call: InboundCall,
     ) -> UltravoxCall:
-        return await create_call(
-            self.ultravox, target, build_call_body(target, call, adapter.medium())
+        offer = self.transfers.offer(route, call) if self.transfers else None
+        tools = offer.tools if offer else ()
+        created = await create_call(
+            self.ultravox, target, build_call_body(target, call, adapter.medium(), tools)
         )
+        if self.transfers and offer:
+            await self.transfers.remember(offer, created)  # the tool's calls name this call id
+        return created
 
 
 def _count(provider: str, outcome: str, started: float) -> float:

@@ -8,18 +8,19 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, webhooks
+from app.api import calls, health, media, metrics, transfer, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
-from app.providers import build_adapters, build_media_endpoints
+from app.providers import TRANSFER_DRIVERS, build_adapters, build_media_endpoints
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
 from app.store import MemoryStore, Store
+from app.transfer.flow import TransferDesk, check_transfer_settings
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             app.state.bridge = Bridge(
                 config, adapters, table_from_settings(config), ultravox, dedupe
             )
+            app.state.transfers = build_transfers(config, app.state.bridge, http, store)
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 async with reload_on_sighup(app.state.bridge, config):
                     yield
             finally:
+                if app.state.transfers is not None:
+                    await app.state.transfers.idle()
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
                 await app.state.store.close()
@@ -75,7 +79,23 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(calls.router)
     app.include_router(media.router)
+    app.include_router(transfer.router)
     return app
+
+
+def build_transfers(
+    settings: Settings, bridge: Bridge, http: httpx.AsyncClient, store: Store
+) -> TransferDesk | None:
+    """The transfer desk when a route offers transfers; `ConfigError` when a provider whose
+    calls such a route takes lacks a setting transfers need."""
+    driver_types = {driver.name: driver for driver in TRANSFER_DRIVERS}
+    providers = check_transfer_settings(settings, bridge.routing, bridge.adapters, driver_types)
+    if not providers:
+        return None
+    drivers = {name: driver_types[name](settings, http) for name in providers}
+    desk = TransferDesk(settings, bridge, drivers, store)
+    bridge.transfers = desk
+    return desk
 
 
 def build_store(settings: Settings) -> Store:

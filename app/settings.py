@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     telnyx_from_number: str | None = None
     plivo_auth_id: str | None = None
     plivo_from_number: str | None = None
+    transfer_token_secret: SecretStr | None = None
+    transfer_hold_music_url: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    telnyx_api_url: str = "https://api.telnyx.com"
+    plivo_api_url: str = "https://api.plivo.com"
+    vonage_api_url: str = "https://api.nexmo.com"
 
     @field_validator(
         "twilio_auth_token",
@@ -189,6 +195,37 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://\S+$", value):
             raise ValueError("must be an http(s) URL such as https://api.ultravox.ai/api")
         return value.rstrip("/")
+
+    @field_validator("twilio_api_url", "telnyx_api_url", "plivo_api_url", "vonage_api_url")
+    @classmethod
+    def _provider_api_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value.strip()):
+            raise ValueError(
+                "must be the provider's REST API origin, such as https://api.twilio.com "
+                "(a regional endpoint works too)"
+            )
+        return value.strip().rstrip("/")
+
+    @field_validator("transfer_hold_music_url")
+    @classmethod
+    def _hold_music(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^https?://\S+$", value.strip()):
+            raise ValueError("must be an http(s) URL of an audio file (mp3 or wav)")
+        return value.strip()
+
+    @field_validator("transfer_token_secret")
+    @classmethod
+    def _token_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("fallback_dial_number")
     @classmethod

@@ -14,9 +14,11 @@ from app.providers.telnyx_simulator import TelnyxSimulator
 from app.providers.twilio import TwilioAdapter
 from app.providers.twilio_dialer import TwilioDialer
 from app.providers.twilio_simulator import TwilioSimulator
+from app.providers.twilio_transfer import TwilioTransfer
 from app.providers.vonage import VonageAdapter
 from app.settings import Settings
 from app.store import MemoryStore, Store
+from app.transfer.driver import TransferDriver
 
 ADAPTERS: tuple[type[ProviderAdapter], ...] = (
     TwilioAdapter,
@@ -57,3 +59,6 @@ SIMULATORS: dict[str, type[Simulator]] = {
 # Outbound calling: the providers that can place calls. Each dialer imports its heavy SDK client
 # only when it is built, which happens only when outbound calling is configured.
 DIALERS: tuple[type[Dialer], ...] = (TwilioDialer, TelnyxDialer, PlivoDialer)
+
+# Transfers to a person: the providers whose live calls the bridge can move (app/transfer/).
+TRANSFER_DRIVERS: tuple[type[TransferDriver], ...] = (TwilioTransfer,)

@@ -35,6 +35,7 @@ from app.routing.table import (
     Target,
 )
 from app.settings import ConfigError, Settings
+from app.transfer.config import HoursSpec, TransferSpec
 
 # PyYAML's safe loader, its parser in C when libyaml is there (three times faster).
 SAFE_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
@@ -123,7 +124,16 @@ def _route(
         )
     elif isinstance(target, InlineTarget):
         _check_json(path, label, target.call_fields, problems)
-    return Route(name, target, _fallback(spec.fallback, settings))
+    transfer = None
+    if spec.transfer is not None:
+        if isinstance(target, InlineTarget):
+            transfer = spec.transfer.build()
+        else:
+            problems.append(
+                f"{path}: {label}: transfer: needs an inline route: the bridge adds its transfer "
+                "tool to the call's selectedTools, which an agent call cannot set"
+            )
+    return Route(name, target, _fallback(spec.fallback, settings), transfer)
 
 
 def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:
@@ -228,6 +238,8 @@ def _message(error: ErrorDetails) -> str:
             "agent": AgentCall,
             "inline": InlineCall,
             "fallback": Fallback,
+            "transfer": TransferSpec,
+            "hours": HoursSpec,
             "default": DefaultRoute,
         }
         allowed = models.get(parent)

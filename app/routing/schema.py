@@ -21,6 +21,7 @@ from app.phone import to_e164
 from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
 from app.settings import E164
+from app.transfer.config import TransferSpec
 
 PROVIDER_NAMES = tuple(a.name for a in ADAPTERS) + tuple(e.name for e in MEDIA_ONLY_ENDPOINTS)
 # Inline fields whose text may hold placeholders.
@@ -136,6 +137,7 @@ class RouteTarget(_Strict):
     inline: InlineCall | None = None
     reject: bool = False
     fallback: Fallback | None = None
+    transfer: TransferSpec | None = None
 
 
 class DefaultRoute(RouteTarget):

@@ -7,6 +7,7 @@ from typing import Any
 from app.providers.base import FallbackPlan, InboundCall
 from app.routing.placeholders import Template
 from app.settings import Settings
+from app.transfer.config import TransferPlan
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Route:
     name: str
     target: Target
     fallback: FallbackPlan
+    transfer: TransferPlan | None = None  # the people the agent may hand the caller to
 
 
 @dataclass(frozen=True)
