@@ -7,10 +7,12 @@ from app.providers.media import MediaEndpoint
 from app.providers.plivo import PlivoAdapter
 from app.providers.plivo_dialer import PlivoDialer
 from app.providers.plivo_simulator import PlivoSimulator
+from app.providers.plivo_transfer import PlivoTransfer
 from app.providers.simulator import Simulator
 from app.providers.telnyx import TelnyxAdapter
 from app.providers.telnyx_dialer import TelnyxDialer
 from app.providers.telnyx_simulator import TelnyxSimulator
+from app.providers.telnyx_transfer import TelnyxTransfer
 from app.providers.twilio import TwilioAdapter
 from app.providers.twilio_dialer import TwilioDialer
 from app.providers.twilio_simulator import TwilioSimulator
@@ -61,4 +63,4 @@ SIMULATORS: dict[str, type[Simulator]] = {
 DIALERS: tuple[type[Dialer], ...] = (TwilioDialer, TelnyxDialer, PlivoDialer)
 
 # Transfers to a person: the providers whose live calls the bridge can move (app/transfer/).
-TRANSFER_DRIVERS: tuple[type[TransferDriver], ...] = (TwilioTransfer,)
+TRANSFER_DRIVERS: tuple[type[TransferDriver], ...] = (TwilioTransfer, TelnyxTransfer, PlivoTransfer)

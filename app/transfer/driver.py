@@ -8,7 +8,7 @@ transfer in its XML dialect, and reads their outcome into provider-neutral value
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -224,3 +224,14 @@ class TransferDriver(ABC):
     def person_status(self, request: WebhookRequest) -> str:
         """The final status of the person's call in a `person` callback."""
         return ""
+
+
+class BearerAuth(httpx.Auth):
+    """`Authorization: Bearer <key>`, as Telnyx's and Vonage's APIs take it."""
+
+    def __init__(self, key: str) -> None:
+        self._header = f"Bearer {key}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
