@@ -102,7 +102,6 @@ class Settings(BaseSettings):
     twilio_api_url: str = "https://api.twilio.com"
     telnyx_api_url: str = "https://api.telnyx.com"
     plivo_api_url: str = "https://api.plivo.com"
-    vonage_api_url: str = "https://api.nexmo.com"
 
     @field_validator(
         "twilio_auth_token",
@@ -196,7 +195,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL such as https://api.ultravox.ai/api")
         return value.rstrip("/")
 
-    @field_validator("twilio_api_url", "telnyx_api_url", "plivo_api_url", "vonage_api_url")
+    @field_validator("twilio_api_url", "telnyx_api_url", "plivo_api_url")
     @classmethod
     def _provider_api_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value.strip()):
