@@ -8,17 +8,26 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, transfer, webhooks
+from app.api import health, media, metrics, outbound, transfer, webhooks
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
-from app.bridge import Bridge
+from app.config import load_settings
 from app.dedupe import CallDeduplicator
-from app.http_transport import PooledTransport
+from app.http_transport import CappedTransport, PooledTransport
+from app.inbound import Bridge
 from app.logs import configure_logging
-from app.outbound import OutboundCalls
-from app.providers import TRANSFER_DRIVERS, build_adapters, build_media_endpoints
+from app.outbound.flow import OutboundCalls
+from app.providers import (
+    NO_PROVIDER_HINT,
+    TRANSFER_DRIVERS,
+    build_adapters,
+    build_media_endpoints,
+    providers_taking_calls,
+)
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
-from app.settings import Settings, load_settings
+from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.transfer.flow import TransferDesk, check_transfer_settings
 from app.ultravox import UltravoxClient
@@ -26,7 +35,7 @@ from app.ultravox import UltravoxClient
 logger = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:
     """The application. Without `settings` they are read from the environment and `.env` at
     start-up; `setup_logging` installs the service's log format (off in tests)."""
 
@@ -38,7 +47,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         store = build_store(config)
         adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
+        transport = CappedTransport(PooledTransport(limits))
+        async with httpx.AsyncClient(transport=transport) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,
@@ -51,6 +61,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
@@ -72,33 +83,39 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                     await app.state.outbound.aclose()
                 await app.state.store.close()
 
-    app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Ultravox phone bridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(calls.router)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
+    app.include_router(outbound.router)
     app.include_router(media.router)
     app.include_router(transfer.router)
     return app
 
 
 def build_transfers(
-    settings: Settings, bridge: Bridge, http: httpx.AsyncClient, store: Store
+    settings: ServiceSettings, bridge: Bridge, http: httpx.AsyncClient, store: Store
 ) -> TransferDesk | None:
     """The transfer desk when a route offers transfers; `ConfigError` when a provider whose
     calls such a route takes lacks a setting transfers need."""
-    driver_types = {driver.name: driver for driver in TRANSFER_DRIVERS}
-    providers = check_transfer_settings(settings, bridge.routing, bridge.adapters, driver_types)
+    providers = check_transfer_settings(settings, bridge.routing, bridge.adapters, TRANSFER_DRIVERS)
     if not providers:
         return None
-    drivers = {name: driver_types[name](settings, http) for name in providers}
+    drivers = {name: TRANSFER_DRIVERS[name](settings, http) for name in providers}
     desk = TransferDesk(settings, bridge, drivers, store)
     bridge.transfers = desk
     return desk
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: ServiceSettings) -> Store:
     """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
     if settings.redis_url is None:
         return MemoryStore()
@@ -109,14 +126,14 @@ def build_store(settings: Settings) -> Store:
     )
 
 
-def _call_source(settings: Settings) -> str:
+def _call_source(settings: ServiceSettings) -> str:
     """What decides each call: the routes file, or the environment's one agent or inline call."""
     if settings.routes_file is not None:
         return "routes file"
     return "agent" if settings.ultravox_agent_id else "inline"
 
 
-def _log_startup(settings: Settings, bridge: Bridge) -> None:
+def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
     ready = sorted(name for name, adapter in bridge.adapters.items() if adapter.ready)
     waiting = sorted(name for name, adapter in bridge.adapters.items() if not adapter.ready)
     logger.info(
@@ -140,19 +157,25 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
         )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
+            },
+        )
     unused = unused_settings(settings)
     if unused:
         logger.warning(
             "startup.settings_unused",
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
-    if not ready:
-        logger.warning(
-            "startup.no_provider_ready",
-            extra={
-                "fields": {"hint": "set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY or PLIVO_AUTH_TOKEN"}
-            },
-        )
+    if not providers_taking_calls(settings, bridge.adapters):
+        logger.warning("startup.no_provider_ready", extra={"fields": {"hint": NO_PROVIDER_HINT}})
 
 
 app = create_app(setup_logging=True)

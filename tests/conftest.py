@@ -16,8 +16,8 @@ from nacl.signing import SigningKey
 from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
 from twilio.request_validator import RequestValidator
 
+from app.config import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.redis_server import RedisServer
 
 API_URL = "https://ultravox.test/api"
@@ -118,7 +118,7 @@ def twilio_webhook(
 
 def telnyx_webhook(
     fields: dict[str, str],
-    method: str = "GET",
+    method: str = "POST",
     path: str = "/telnyx/incoming",
     key: SigningKey = TELNYX_KEY,
     timestamp: int | None = None,

@@ -22,36 +22,26 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.calls import build_call_body, create_call
-from app.providers.base import (
-    Answer,
-    FallbackPlan,
-    InboundCall,
-    ProviderAdapter,
-    WebhookError,
-    WebhookRequest,
-)
+from app.calltypes import Answer, FallbackPlan, InboundCall, WebhookError, WebhookRequest
+from app.providers.base import ProviderAdapter
+from app.providers.transferring import CallbackUrls, Transfer, TransferDriver, TransferFailed
 from app.routing import InlineTarget, Route, RoutingTable
-from app.settings import ConfigError, Settings
+from app.routing.transfer import TransferTarget
+from app.settings import ConfigError, ServiceSettings
 from app.store import Store, StoreError
-from app.transfer.config import TransferTarget
-from app.transfer.driver import (
-    CallbackUrls,
-    Transfer,
-    TransferDriver,
-    TransferFailed,
-)
 from app.transfer.steps import transfer_step
 from app.transfer.tool import (
     MAX_REASON_CHARS,
     MAX_SUMMARY_CHARS,
     TOOL_TIMEOUT_SECONDS,
+    ToolRefused,
     mint_token,
     new_session,
     token_matches,
     tool_definition,
 )
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
+from app.ultravox_request import build_call_body, create_call
 
 logger = logging.getLogger("app.transfer")
 
@@ -71,6 +61,12 @@ ACCEPT_KEY = "1"
 
 class UnknownTransfer(WebhookError):
     status_code = 404
+
+
+class TransfersUnavailable(WebhookError):
+    """The shared store that holds transfers cannot be reached: the provider may retry."""
+
+    status_code = 503
 
 
 class Inbound(Protocol):
@@ -129,7 +125,11 @@ def _speaks(result: str, message: str, status_code: int = 200) -> ToolAnswer:
     return ToolAnswer(status_code, {"result": result, "message": message}, "speaks")
 
 
-FORBIDDEN = ToolAnswer(403, {"result": "forbidden"})
+def _forbidden(why: str) -> ToolRefused:
+    logger.warning("transfer.tool_forbidden", extra={"fields": {"status": 403, "reason": why}})
+    return ToolRefused(403, "forbidden")
+
+
 GOODBYE = FallbackPlan("Sorry, nobody can take your call right now. Goodbye.")
 
 
@@ -139,7 +139,7 @@ class TransferDesk:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ServiceSettings,
         inbound: Inbound,
         drivers: dict[str, TransferDriver],
         store: Store,
@@ -213,17 +213,17 @@ class TransferDesk:
         try:
             asked = ToolRequest.model_validate_json(body)
         except ValidationError:
-            return ToolAnswer(400, {"result": "bad_request"})
+            raise ToolRefused(400, "bad_request") from None
         # The credential first: a request without the right one costs one HMAC, no store access.
         if not self._secret or not token_matches(self._secret, asked.session, token):
-            return FORBIDDEN
+            raise _forbidden("wrong credential")
         try:
             stored = await self._store.get(CALL_KEY.format(asked.callId))
         except StoreError:
             return _speaks("unavailable", "Transfers are unavailable right now; keep helping.")
         link = CallLink(**json.loads(stored)) if stored else None
         if link is None or not hmac.compare_digest(link.session, asked.session):
-            return FORBIDDEN  # another call's credential, or a call this service never made
+            raise _forbidden("another call's credential, or a call this service never made")
         route = self._inbound.routing.named(link.route)
         plan = route.transfer if route is not None else None
         target = plan.targets.get(asked.target) if plan is not None else None
@@ -289,6 +289,21 @@ class TransferDesk:
         self, provider: str, transfer_id: str, step: str, request: WebhookRequest
     ) -> Answer:
         """Answer a provider's callback for one transfer; `WebhookError` when refused."""
+        try:
+            return await self._callback(provider, transfer_id, step, request)
+        except WebhookError as exc:
+            logger.warning(
+                "transfer.callback_refused",
+                extra={"fields": {"provider": provider, "step": step, "status": exc.status_code}},
+            )
+            raise
+        except StoreError as exc:
+            logger.warning("transfer.store_unavailable", extra={"fields": {"error": str(exc)}})
+            raise TransfersUnavailable("the shared store is unavailable") from None
+
+    async def _callback(
+        self, provider: str, transfer_id: str, step: str, request: WebhookRequest
+    ) -> Answer:
         adapter = self._inbound.adapters.get(provider)
         driver = self.drivers.get(provider)
         if adapter is None or driver is None:
@@ -474,7 +489,7 @@ class TransferDesk:
 
 
 def check_transfer_settings(
-    settings: Settings,
+    settings: ServiceSettings,
     routing: RoutingTable,
     adapters: dict[str, ProviderAdapter],
     driver_types: dict[str, type[TransferDriver]],

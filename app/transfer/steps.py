@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from app import metrics
-from app.transfer.driver import Transfer
+from app.providers.transferring import Transfer
 
 logger = logging.getLogger("app.transfer")
 

@@ -14,7 +14,7 @@ import hmac
 import secrets
 from typing import Any
 
-from app.transfer.config import TransferPlan
+from app.routing.transfer import TransferPlan
 
 TOOL_NAME = "transferCall"
 TOKEN_HEADER = "X-Bridge-Transfer-Token"
@@ -24,6 +24,17 @@ SECURITY_KEY = "bridgeTransferToken"
 TOOL_TIMEOUT_SECONDS = 20
 MAX_REASON_CHARS = 300
 MAX_SUMMARY_CHARS = 1000
+
+
+class ToolRefused(Exception):
+    """A tool request refused: not from Ultravox, not for a call this service made, or not a
+    tool request at all. `result` names the refusal in the JSON body the caller of the tool
+    reads (`app/api/errors.py`)."""
+
+    def __init__(self, status_code: int, result: str) -> None:
+        super().__init__(result)
+        self.status_code = status_code
+        self.result = result
 
 
 def new_session() -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from app.settings import Settings
+from app.config import Settings
 from tests.conftest import API_URL, BASE_URL, ProviderCase, make_settings, running_app
 
 SECRET = "transfer-secret-0123456789abcdef-0123456789"
