@@ -36,7 +36,11 @@ async def transfer_tool(request: Request, desk: DeskDep) -> Response:
     if not token:  # refused before the body is read: strangers cost nothing
         raise ToolRefused(403, "forbidden")
     answer = await desk.request(token, await read_body(request, MAX_TOOL_BODY_BYTES))
-    headers = {"X-Ultravox-Agent-Reaction": answer.reaction} if answer.reaction else None
+    headers = {}
+    if answer.reaction:
+        headers["X-Ultravox-Agent-Reaction"] = answer.reaction
+    if answer.response_type:
+        headers["X-Ultravox-Response-Type"] = answer.response_type
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 

@@ -140,6 +140,10 @@ class TransferDriver(ABC):
     name: ClassVar[str]
     # The transfer modes this provider supports; a route asking for another is refused at start.
     modes: ClassVar[frozenset[str]] = frozenset({"cold", "warm"})
+    # Whether moving the call leaves the agent's Ultravox call running, as on providers whose
+    # media this service relays: then the tool's answer ends that call, and with it the relay's
+    # media socket.
+    ends_agent_call: ClassVar[bool] = False
 
     def __init__(self, settings: ServiceSettings, http: httpx.AsyncClient) -> None:
         self.hold_music_url = settings.transfer_hold_music_url
@@ -184,6 +188,11 @@ class TransferDriver(ABC):
 
     def empty_answer(self) -> Answer:
         """The reply to a callback that needs no instructions."""
+        return self.hangup_answer()
+
+    def connected_answer(self) -> Answer:
+        """The reply to the `dialed` callback that reports the person took the call: where the
+        provider calls it once the dial is over, end the caller's leg."""
         return self.hangup_answer()
 
     def hold_answer(self, transfer: Transfer, urls: CallbackUrls) -> Answer:

@@ -57,6 +57,8 @@ DEFAULT_MAX_DURATION_SECONDS = 3600.0
 # The tool answers within this, leaving Ultravox's timeout room for the network.
 TOOL_BUDGET_SECONDS = TOOL_TIMEOUT_SECONDS - 4
 ACCEPT_KEY = "1"
+# The tool answer's `X-Ultravox-Response-Type` that ends the agent's call.
+HANG_UP = "hang-up"
 
 
 class UnknownTransfer(WebhookError):
@@ -107,6 +109,7 @@ class ToolAnswer:
     status_code: int
     body: dict[str, str]
     reaction: str | None = None
+    response_type: str | None = None  # X-Ultravox-Response-Type
 
 
 class ToolRequest(BaseModel):
@@ -275,7 +278,9 @@ class TransferDesk:
                 "The transfer could not be started. Apologise, and keep helping the caller.",
             )
         transfer_step(transfer, "started", person_call_id=transfer.person_call_id)
-        return ToolAnswer(200, {"result": "transferring"}, "listens")
+        # Where moving the call leaves the agent's call running, the answer ends it.
+        ending = HANG_UP if driver.ends_agent_call else None
+        return ToolAnswer(200, {"result": "transferring"}, "listens", ending)
 
     async def _release(self, claim: str) -> None:
         try:
@@ -347,7 +352,7 @@ class TransferDesk:
         if outcome.answered:
             if await self._settle(transfer, "connected") is None:
                 transfer_step(transfer, "connected", status=outcome.status)
-            return driver.hangup_answer()
+            return driver.connected_answer()
         first = await self._settle(transfer, "returned")
         if first is not None:  # a repeat of this callback: the same answer as the first
             return first.get("answer") or adapter.fallback_answer(self._fallback(transfer))
