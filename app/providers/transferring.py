@@ -215,8 +215,9 @@ class TransferDriver(ABC):
         """The key the person pressed in an `accept` callback ("" for none)."""
         return ""
 
-    def person_status(self, request: WebhookRequest) -> str:
-        """The final status of the person's call in a `person` callback."""
+    def person_status(self, request: WebhookRequest) -> str | None:
+        """The final status of the person's call in a `person` callback; None for an event
+        that is not its end."""
         return ""
 
 

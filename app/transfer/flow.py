@@ -272,6 +272,8 @@ class TransferDesk:
                 await driver.start_cold(transfer, urls)
         except (TransferFailed, StoreError) as exc:
             transfer_step(transfer, "provider_error", error=str(exc)[:300], status=_status_of(exc))
+            if transfer.mode == "warm":
+                await self._abandon(transfer)
             await self._release(claim)
             return _speaks(
                 "failed",
@@ -281,6 +283,14 @@ class TransferDesk:
         # Where moving the call leaves the agent's call running, the answer ends it.
         ending = HANG_UP if driver.ends_agent_call else None
         return ToolAnswer(200, {"result": "transferring"}, "listens", ending)
+
+    async def _abandon(self, transfer: Transfer) -> None:
+        """Settle a warm transfer that did not start, so that a person already rung (whose
+        call a provider may not let us cancel) hears that nobody is waiting."""
+        try:
+            await self._settle(transfer, "failed")
+        except StoreError as exc:
+            logger.warning("transfer.not_settled", extra={"fields": {"error": str(exc)}})
 
     async def _release(self, claim: str) -> None:
         try:
@@ -328,6 +338,9 @@ class TransferDesk:
         if step == "music":
             return driver.music_answer()
         if step == "whisper":
+            if await self._store.get(SETTLED_KEY.format(transfer.id)) is not None:
+                # The caller is back with an agent (or was never put on hold): nobody to join.
+                return driver.hangup_answer("Sorry, the caller is no longer waiting. Goodbye.")
             return driver.whisper_answer(transfer, urls, _whisper_text(transfer))
         if step == "dialed":
             return await self._dialed(transfer, driver, adapter, request)
@@ -390,6 +403,8 @@ class TransferDesk:
         request: WebhookRequest,
     ) -> Answer:
         status = driver.person_status(request)
+        if status is None:  # ringing, answered: the person's call goes on
+            return driver.empty_answer()
         if await self._settle(transfer, "returned") is None:
             transfer_step(transfer, "unanswered", status=status)
             self._in_background(self._return_caller(transfer, driver, adapter, status))

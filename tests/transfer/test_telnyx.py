@@ -1,5 +1,5 @@
-"""Telnyx transfers: the TeXML call update stood in with respx, Telnyx's callbacks signed with
-Ed25519 as Telnyx signs them. Telnyx transfers are cold only."""
+"""Telnyx transfers: the TeXML Calls API stood in with respx, Telnyx's callbacks signed with
+Ed25519 as Telnyx signs them, for cold and warm transfers."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,6 @@ import pytest
 import respx
 from nacl.signing import SigningKey
 
-from app.settings import ConfigError
 from tests.conftest import (
     BASE_URL,
     PROVIDERS,
@@ -18,7 +17,7 @@ from tests.conftest import (
     telnyx_webhook,
 )
 from tests.transfer.conftest import (
-    ROUTES,
+    OUR_NUMBER,
     SECOND_JOIN,
     TELNYX_API,
     TELNYX_API_KEY,
@@ -105,7 +104,110 @@ async def test_cold_transfer_not_answered_returns_the_caller_to_the_agent(
     assert creates.call_count == 2
 
 
-async def test_warm_targets_on_telnyx_calls_are_refused_at_start_up(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="telnyx calls cannot be transferred in warm mode"):
-        async with running_app(settings(tmp_path, ROUTES)):
-            pass
+CALLS_URL = f"{TELNYX_API}/v2/texml/Accounts/{FIELDS['AccountSid']}/Calls"
+PERSON_SID = "v3:telnyx-person-0002"
+WARM_ROUTES = COLD_ROUTES.replace(
+    "ring_timeout_seconds: 30}", "ring_timeout_seconds: 30, mode: warm}"
+)
+
+
+async def test_warm_transfer_holds_the_caller_whispers_and_joins_the_person(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    creates = ultravox_creates(apis)
+    person = apis.post(CALLS_URL).respond(200, json={"from": OUR_NUMBER, "status": "queued"})
+    hold = apis.post(CALL_URL).respond(200, json={})
+    async with running_app(settings(tmp_path, WARM_ROUTES)) as client:
+        access = await answer_call(client, TELNYX, creates)
+        assert (await call_tool(client, access, "sales")).json() == {"result": "transferring"}
+
+        dialled = json.loads(person.calls.last.request.content)
+        transfer_id = transfer_id_in(dialled["Url"])
+        base = f"{BASE_URL}/transfer/telnyx/{transfer_id}"
+        assert dialled == {
+            "ApplicationSid": FIELDS["ConnectionId"],
+            "To": "+15005550100",
+            "From": OUR_NUMBER,
+            "Url": f"{base}/whisper",
+            "UrlMethod": "POST",
+            "Timeout": 30,
+            "StatusCallback": f"{base}/person",
+            "StatusCallbackMethod": "POST",
+        }
+        assert json.loads(hold.calls.last.request.content)["Texml"] == (
+            "<?xml version='1.0' encoding='utf-8'?>\n<Response><Dial><Conference beep=\"false\" "
+            'startConferenceOnEnter="false" endConferenceOnExit="true">'
+            f"transfer-{transfer_id}</Conference></Dial></Response>"
+        )
+        ringing = callback(transfer_id, "person", CallSid=PERSON_SID, CallStatus="ringing")
+        rung = await ringing.send(client)  # not the end of the person's call: nothing happens
+        whisper = await callback(transfer_id, "whisper", CallSid=PERSON_SID).send(client)
+        assert whisper.text == (
+            "<?xml version='1.0' encoding='utf-8'?>\n<Response><Gather "
+            f'action="{base}/accept" method="POST" numDigits="1" timeout="8"><Say>The '
+            "assistant is transferring a caller to you. Reason: wants a quote. Ada wants ten "
+            "licences. Press 1 to take the call, or any other key to decline.</Say></Gather>"
+            "<Say>No key was pressed. Goodbye.</Say><Hangup /></Response>"
+        )
+        accepted = await callback(transfer_id, "accept", CallSid=PERSON_SID, Digits="1").send(
+            client
+        )
+        ended = callback(transfer_id, "person", CallSid=PERSON_SID, CallStatus="completed")
+        await ended.send(client)
+        await client.app.state.transfers.idle()  # type: ignore[attr-defined]
+        metrics = (await client.get("/metrics")).text
+    assert rung.text == "<?xml version='1.0' encoding='utf-8'?>\n<Response />"
+    assert accepted.text == (
+        "<?xml version='1.0' encoding='utf-8'?>\n<Response><Dial><Conference beep=\"false\" "
+        'startConferenceOnEnter="true" endConferenceOnExit="true">'
+        f"transfer-{transfer_id}</Conference></Dial></Response>"
+    )
+    assert creates.call_count == 1  # nobody went back to an agent
+    assert hold.call_count == 1
+    assert 'bridge_transfers_total{mode="warm",outcome="connected",provider="telnyx"} 1.0' in (
+        metrics
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "fields"),
+    [("accept", {"Digits": "2"}), ("person", {"CallStatus": "no-answer"})],
+    ids=["declined", "no-answer"],
+)
+async def test_warm_transfer_not_taken_moves_the_held_caller_to_a_new_agent(
+    tmp_path: Path, apis: respx.MockRouter, step: str, fields: dict[str, str]
+) -> None:
+    creates = ultravox_creates(apis)
+    ultravox_history(apis)
+    person = apis.post(CALLS_URL).respond(200, json={"status": "queued"})
+    caller = apis.post(CALL_URL).respond(200, json={})
+    async with running_app(settings(tmp_path, WARM_ROUTES)) as client:
+        access = await answer_call(client, TELNYX, creates)
+        await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(json.loads(person.calls.last.request.content)["Url"])
+        await callback(transfer_id, step, CallSid=PERSON_SID, **fields).send(client)
+        await client.app.state.transfers.idle()  # type: ignore[attr-defined]
+    assert caller.call_count == 2  # on hold, then back to the agent
+    texml = json.loads(caller.calls.last.request.content)["Texml"]
+    assert f'<Stream url="{SECOND_JOIN}" bidirectionalMode="rtp"' in texml
+    assert second_call_body(creates)["initialMessages"] == expected_history()
+
+
+async def test_a_caller_who_cannot_be_held_keeps_the_agent_and_the_person_hears_goodbye(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    creates = ultravox_creates(apis)
+    person = apis.post(CALLS_URL).respond(200, json={"status": "queued"})
+    apis.post(CALL_URL).respond(404, json={"errors": [{"detail": "call not found"}]})
+    async with running_app(settings(tmp_path, WARM_ROUTES)) as client:
+        access = await answer_call(client, TELNYX, creates)
+        failed = await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(json.loads(person.calls.last.request.content)["Url"])
+        # The person's call, which the Calls API gives no id to cancel, is answered anyway.
+        whisper = await callback(transfer_id, "whisper", CallSid=PERSON_SID).send(client)
+    assert failed.json()["result"] == "failed"
+    assert whisper.text == (
+        "<?xml version='1.0' encoding='utf-8'?>\n<Response><Say>Sorry, the caller is no longer "
+        "waiting. Goodbye.</Say><Hangup /></Response>"
+    )
+    assert creates.call_count == 1

@@ -167,5 +167,5 @@ class PlivoTransfer(TransferDriver):
     def pressed(self, request: WebhookRequest) -> str:
         return single_values(request.params()).get("Digits", "")
 
-    def person_status(self, request: WebhookRequest) -> str:
+    def person_status(self, request: WebhookRequest) -> str | None:
         return single_values(request.params()).get("CallStatus", "")
