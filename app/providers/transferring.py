@@ -144,6 +144,9 @@ class TransferDriver(ABC):
     # media this service relays: then the tool's answer ends that call, and with it the relay's
     # media socket.
     ends_agent_call: ClassVar[bool] = False
+    # Whether the id this provider's dialer returns for a call it places is the id its
+    # transfers address, so that outbound calls can be transferred too.
+    transfers_outbound: ClassVar[bool] = False
 
     def __init__(self, settings: ServiceSettings, http: httpx.AsyncClient) -> None:
         self.hold_music_url = settings.transfer_hold_music_url

@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -101,6 +101,10 @@ class Offer:
     link: CallLink
     ttl_seconds: float
 
+    def placed_as(self, provider_call_id: str) -> "Offer":
+        """This offer for an outbound call, once the provider has given the call its id."""
+        return replace(self, link=replace(self.link, provider_call_id=provider_call_id))
+
 
 @dataclass(frozen=True)
 class ToolAnswer:
@@ -159,17 +163,24 @@ class TransferDesk:
 
     # --- when the inbound flow creates a call ----------------------------------------------
 
-    def offer(self, route: Route, call: InboundCall) -> Offer | None:
+    def offer(self, route: Route, call: InboundCall, *, outbound: bool = False) -> Offer | None:
         """The transfer tool for a new call of `route`, or None when the route has none or its
-        provider cannot transfer."""
+        provider cannot transfer (an `outbound` call: cannot transfer the calls it places)."""
         plan = route.transfer
         if plan is None or not isinstance(route.target, InlineTarget):
             return None
         driver = self.drivers.get(call.provider)
-        if driver is None or not plan.modes() <= driver.modes or not self._secret:
+        if (
+            driver is None
+            or not plan.modes() <= driver.modes
+            or not self._secret
+            or (outbound and not driver.transfers_outbound)
+        ):
             logger.warning(
                 "transfer.unavailable",
-                extra={"fields": {"provider": call.provider, "route": route.name}},
+                extra={
+                    "fields": {"provider": call.provider, "route": route.name, "outbound": outbound}
+                },
             )
             return None
         session = new_session()

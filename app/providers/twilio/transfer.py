@@ -38,6 +38,7 @@ def _dial_target(dial: Dial, transfer: Transfer) -> None:
 
 class TwilioTransfer(TransferDriver):
     name = "twilio"
+    transfers_outbound = True  # the dialer's call SID is the call the Calls API updates
 
     def __init__(self, settings: ServiceSettings, http: httpx.AsyncClient) -> None:
         super().__init__(settings, http)
