@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.config import Settings, load_settings
 from app.settings import DEFAULT_FALLBACK_MESSAGE, ConfigError, ServiceSettings
+
+if TYPE_CHECKING:
+    from app.routing import RoutingTable
 
 # Each online check is one request; an answer slower than this is a problem in itself.
 ONLINE_TIMEOUT_SECONDS = 10.0
@@ -84,6 +88,8 @@ def run_check_config(args: argparse.Namespace) -> int:
             problems.append(str(exc))
     if settings is not None:
         problems += _readiness_problems(settings)
+    if settings is not None and table is not None:
+        problems += _transfer_problems(settings, table)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2
@@ -121,6 +127,18 @@ def _readiness_problems(settings: ServiceSettings) -> list[str]:
     if providers_taking_calls(settings, build_adapters(settings)):
         return []
     return [NO_PROVIDER_HINT]
+
+
+def _transfer_problems(settings: ServiceSettings, table: "RoutingTable") -> list[str]:
+    """What routes with `transfer:` need and these settings lack, as start-up would refuse it."""
+    from app.providers import TRANSFER_DRIVERS, build_adapters
+    from app.transfer.flow import check_transfer_settings
+
+    try:
+        check_transfer_settings(settings, table, build_adapters(settings), TRANSFER_DRIVERS)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def check_ultravox(

@@ -19,8 +19,9 @@ from app.calltypes import (
 )
 from app.dedupe import CallDeduplicator, Created, RepeatAfterJoinWindow
 from app.providers.base import ProviderAdapter
-from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
+from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import ServiceSettings
+from app.transfer.flow import TransferDesk
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 from app.ultravox_request import build_call_body, create_call
 
@@ -60,6 +61,7 @@ class Bridge:
         self.routing = routing
         self.ultravox = ultravox
         self.dedupe = dedupe
+        self.transfers: TransferDesk | None = None  # set when a route offers transfers
         self._endings: set[asyncio.Task[None]] = set()
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
@@ -128,7 +130,7 @@ class Bridge:
         created: Created | None = None
         try:
             created = await self.dedupe.create_once(
-                call.provider, call.call_id, lambda: self._create(adapter, target, call)
+                call.provider, call.call_id, lambda: self._create(adapter, route, target, call)
             )
             answer = await adapter.stream_answer(call, created.call)
         except RepeatAfterJoinWindow as exc:
@@ -181,11 +183,20 @@ class Bridge:
         return Outcome(adapter.fallback_answer(plan), "fallback")
 
     async def _create(
-        self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
+        self,
+        adapter: ProviderAdapter,
+        route: Route,
+        target: AgentTarget | InlineTarget,
+        call: InboundCall,
     ) -> UltravoxCall:
-        return await create_call(
-            self.ultravox, target, build_call_body(target, call, adapter.medium())
+        offer = self.transfers.offer(route, call) if self.transfers else None
+        tools = offer.tools if offer else ()
+        created = await create_call(
+            self.ultravox, target, build_call_body(target, call, adapter.medium(), tools)
         )
+        if self.transfers and offer:
+            await self.transfers.remember(offer, created)  # the tool's calls name this call id
+        return created
 
 
 def _count(provider: str, outcome: str, started: float) -> float:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import health, media, metrics, outbound, web, webhooks
+from app.api import health, media, metrics, outbound, transfer, web, webhooks
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
@@ -20,6 +20,7 @@ from app.logs import configure_logging
 from app.outbound.flow import OutboundCalls
 from app.providers import (
     NO_PROVIDER_HINT,
+    TRANSFER_DRIVERS,
     build_adapters,
     build_media_endpoints,
     providers_taking_calls,
@@ -28,6 +29,7 @@ from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
+from app.transfer.flow import TransferDesk, check_transfer_settings
 from app.ultravox import UltravoxClient
 from app.web.calls import WebCalls
 from app.web.limits import Limits, MemoryLimits
@@ -68,6 +70,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             app.state.bridge = Bridge(
                 config, adapters, table_from_settings(config), ultravox, dedupe
             )
+            app.state.transfers = build_transfers(config, app.state.bridge, http, store)
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
@@ -77,6 +80,8 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 async with reload_on_sighup(app.state.bridge, config):
                     yield
             finally:
+                if app.state.transfers is not None:
+                    await app.state.transfers.idle()
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
                 await app.state.store.close()
@@ -97,7 +102,22 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.include_router(outbound.router)
     app.include_router(media.router)
     app.include_router(web.router)
+    app.include_router(transfer.router)
     return app
+
+
+def build_transfers(
+    settings: ServiceSettings, bridge: Bridge, http: httpx.AsyncClient, store: Store
+) -> TransferDesk | None:
+    """The transfer desk when a route offers transfers; `ConfigError` when a provider whose
+    calls such a route takes lacks a setting transfers need."""
+    providers = check_transfer_settings(settings, bridge.routing, bridge.adapters, TRANSFER_DRIVERS)
+    if not providers:
+        return None
+    drivers = {name: TRANSFER_DRIVERS[name](settings, http) for name in providers}
+    desk = TransferDesk(settings, bridge, drivers, store)
+    bridge.transfers = desk
+    return desk
 
 
 def build_store(settings: ServiceSettings) -> Store:

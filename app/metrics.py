@@ -39,3 +39,10 @@ STORE_ERRORS = Counter(
     "Failed operations on the shared store (Redis); the call went on without de-duplication.",
     ["operation"],
 )
+
+TRANSFERS = Counter(
+    "bridge_transfers",
+    "Transfer steps by provider, mode (cold, warm) and outcome (requested, closed, duplicate, "
+    "started, provider_error, connected, declined, unanswered, returned, fallback).",
+    ["provider", "mode", "outcome"],
+)

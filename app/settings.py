@@ -90,6 +90,19 @@ OptionalText = Annotated[str | None, AfterValidator(_empty_is_none)]
 CallerNumber = Annotated[str | None, AfterValidator(_caller_number)]
 
 
+def _api_origin(value: str) -> str:
+    if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", value.strip()):
+        raise ValueError(
+            "must be the provider's REST API origin, such as https://api.twilio.com "
+            "(a regional endpoint works too)"
+        )
+    return value.strip().rstrip("/")
+
+
+# A provider's REST API base URL (public by default; regional endpoints and test stand-ins).
+ApiUrl = Annotated[str, AfterValidator(_api_origin)]
+
+
 class ServiceSettings(BaseSettings):
     """The service's own settings: Ultravox, webhooks, fallback, server, store, routing and
     outbound calls. Field names map to upper-case environment variables."""
@@ -135,6 +148,8 @@ class ServiceSettings(BaseSettings):
     bridge_api_tokens: SecretList = Field(default_factory=list)
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
+    transfer_token_secret: SecretStr | None = None
+    transfer_hold_music_url: str | None = None
 
     # Web calls (POST /web/calls, /talk/<route>): see the README's "Calls from a browser".
     web_allowed_origins: Annotated[list[str], NoDecode, BeforeValidator(_split_list)] = Field(
@@ -274,6 +289,27 @@ class ServiceSettings(BaseSettings):
         if not re.match(r"^https?://\S+$", value):
             raise ValueError("must be an http(s) URL such as https://api.ultravox.ai/api")
         return value.rstrip("/")
+
+    @field_validator("transfer_hold_music_url")
+    @classmethod
+    def _hold_music(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^https?://\S+$", value.strip()):
+            raise ValueError("must be an http(s) URL of an audio file (mp3 or wav)")
+        return value.strip()
+
+    @field_validator("transfer_token_secret")
+    @classmethod
+    def _token_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < 32:
+            raise ValueError(
+                "must be at least 32 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("fallback_dial_number")
     @classmethod

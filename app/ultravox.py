@@ -187,6 +187,37 @@ class UltravoxClient:
         if response.status_code not in (200, 202, 204):
             raise _error_for(response)
 
+    async def call_messages(self, call_id: str, max_pages: int = 5) -> list[dict[str, Any]]:
+        """The messages of a call (`GET /calls/{call_id}/messages`), oldest first, following
+        Ultravox's pagination for at most `max_pages` pages. A `next` link is followed only on
+        Ultravox's own API URL, so the API key never goes elsewhere."""
+        messages: list[dict[str, Any]] = []
+        url: str | None = f"{self._api_url}/calls/{quote(call_id, safe='')}/messages?pageSize=200"
+        for _ in range(max_pages):
+            if url is None or not url.startswith(self._api_url + "/"):
+                break
+            try:
+                response = await self._http.get(
+                    url, headers=self._headers, timeout=self._deadline_seconds
+                )
+            except httpx.TimeoutException as exc:
+                raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+            except httpx.HTTPError as exc:
+                raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+            if response.status_code != 200:
+                raise _error_for(response)
+            try:
+                page = response.json()
+            except ValueError:
+                raise UltravoxBadResponse("Ultravox's message list is not JSON") from None
+            results = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(results, list):
+                raise UltravoxBadResponse("Ultravox's message list has no results")
+            messages.extend(item for item in results if isinstance(item, dict))
+            following = page.get("next")
+            url = following if isinstance(following, str) else None
+        return messages
+
     async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
         deadline = time.monotonic() + self._deadline_seconds
         try:

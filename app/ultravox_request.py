@@ -1,5 +1,6 @@
 """The Ultravox call request for an inbound call: the route's fields plus what the bridge adds."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.calltypes import InboundCall
@@ -28,13 +29,19 @@ def template_context(call: InboundCall) -> dict[str, str]:
 
 
 def build_call_body(
-    target: AgentTarget | InlineTarget, call: InboundCall, medium: dict[str, Any]
+    target: AgentTarget | InlineTarget,
+    call: InboundCall,
+    medium: dict[str, Any],
+    tools: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The JSON body for `POST /calls` or `POST /agents/{id}/calls`."""
+    """The JSON body for `POST /calls` or `POST /agents/{id}/calls`; `tools` are the bridge's
+    own tools for this call (transfer), added to the route's `selectedTools`."""
     body: dict[str, Any] = {"firstSpeakerSettings": {"agent": {}}, **target.call_fields}
     user_metadata = body.get("metadata") or {}
     body["metadata"] = {**{k: str(v) for k, v in user_metadata.items()}, **call_metadata(call)}
     body["medium"] = medium
+    if tools:
+        body["selectedTools"] = [*(body.get("selectedTools") or []), *tools]
     if isinstance(target, InlineTarget) and target.templated:
         values = template_context(call)
         body.update({key: template.fill(values) for key, template in target.templated.items()})

@@ -263,3 +263,23 @@ def test_output_cut_short_by_head_gives_no_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "settings: ok\n", "")
+
+
+def test_settings_a_transfer_route_lacks_are_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "routes.yaml").write_text(
+        "routes:\n  - number: '+15005550001'\n    inline: {systemPrompt: Hi}\n"
+        "    transfer: {targets: {sales: {number: '+15005550100'}}}\n"
+    )
+    monkeypatch.setenv("ROUTES_FILE", "routes.yaml")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://bridge.example.com")
+
+    assert main(["check-config"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "invalid configuration:\n"
+        "  TRANSFER_TOKEN_SECRET: is required when a route has transfer: (32+ characters, the "
+        "same on every replica)\n"
+        "  TWILIO_ACCOUNT_SID: is required for transfers of twilio calls\n",
+    )

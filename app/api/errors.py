@@ -21,6 +21,7 @@ from app.web.metrics import WEB_CALL_ENDS, WEB_REQUESTS
 from app.web.origins import cors_headers, origin_allowed
 
 web_logger = logging.getLogger("app.web")
+from app.transfer.tool import ToolRefused
 
 
 class APIError(Exception):
@@ -86,10 +87,16 @@ async def web_call_refused(request: Request, exc: WebCallRefused) -> JSONRespons
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
 
+async def tool_refused(request: Request, exc: ToolRefused) -> JSONResponse:
+    """A refused call of the agent's transfer tool, as JSON that names the refusal."""
+    return JSONResponse({"result": exc.result}, status_code=exc.status_code)
+
+
 Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
     WebhookError: webhook_refused,
     APIError: api_refused,
     OutboundError: outbound_failed,
     WebCallRefused: web_call_refused,
+    ToolRefused: tool_refused,
 }

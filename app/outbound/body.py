@@ -1,5 +1,6 @@
 """The Ultravox request for an outbound call: the inbound body, with the callee speaking first."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.calltypes import InboundCall
@@ -14,10 +15,11 @@ def outbound_call_body(
     medium: dict[str, Any],
     settings: ServiceSettings,
     metadata: dict[str, str],
+    tools: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The Ultravox request for an outbound call: the inbound body, with the callee speaking
-    first ("Hello?") and a joinTimeout long enough for the phone to ring."""
-    body = build_call_body(target, call, medium)
+    """The Ultravox request for an outbound call: the inbound body (with the bridge's `tools`),
+    the callee speaking first ("Hello?") and a joinTimeout long enough for the phone to ring."""
+    body = build_call_body(target, call, medium, tools)
     body["firstSpeakerSettings"] = {"user": {}}
     body["joinTimeout"] = settings.outbound_join_timeout
     bridge_metadata = {k: v for k, v in body["metadata"].items() if k != "providerCallId"}

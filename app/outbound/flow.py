@@ -27,7 +27,7 @@ from app.outbound.errors import (
 )
 from app.outbound.pending import PendingAnswer, pending_key
 from app.outbound.request import OutboundCallRequest, PlacedCall
-from app.outbound.target import outbound_target
+from app.outbound.target import outbound_route, outbound_target
 from app.providers import DIALERS
 from app.providers.dialing import (
     Dialer,
@@ -39,6 +39,7 @@ from app.providers.dialing import (
 from app.routing import AgentTarget, InlineTarget
 from app.settings import ServiceSettings
 from app.store import Store, StoreError
+from app.transfer.flow import Offer
 from app.ultravox import UltravoxCall, UltravoxError, UltravoxHTTPError
 from app.ultravox_request import create_call
 
@@ -107,7 +108,9 @@ class OutboundCalls:
         call = InboundCall(request.provider, f"outbound-{uuid.uuid4()}", request.to, from_number)
         target = outbound_target(bridge.routing, call, request)
         medium = bridge.adapter(request.provider).medium()
-        body = outbound_call_body(target, call, medium, self._settings, request.metadata)
+        offer = self._transfer_offer(bridge, call, request, target)
+        tools = offer.tools if offer is not None else ()
+        body = outbound_call_body(target, call, medium, self._settings, request.metadata, tools)
         fields: dict[str, Any] = {
             "provider": request.provider,
             "to": request.to,
@@ -159,6 +162,9 @@ class OutboundCalls:
                 f"{self._settings.outbound_join_timeout} if nobody joins",
                 ultravoxCallId=created.call_id,
             ) from exc
+        if offer is not None and bridge.transfers is not None:
+            # The tool's calls name the Ultravox call; now the provider's call has its id too.
+            await bridge.transfers.remember(offer.placed_as(dialed.call_id), created)
         fields.update(
             provider_call_id=dialed.call_id,
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -171,6 +177,22 @@ class OutboundCalls:
             ultravox_call_id=created.call_id,
             provider_call_id=dialed.call_id,
         )
+
+    @staticmethod
+    def _transfer_offer(
+        bridge: Bridge,
+        call: InboundCall,
+        request: OutboundCallRequest,
+        target: AgentTarget | InlineTarget,
+    ) -> Offer | None:
+        """The transfer tool, when the call is the route's own inline call and its route
+        configures `transfer:`."""
+        if bridge.transfers is None or not isinstance(target, InlineTarget):
+            return None
+        route = outbound_route(bridge.routing, call, request)
+        if route is None or route.target is not target:
+            return None
+        return bridge.transfers.offer(route, call, outbound=True)
 
     async def _create(
         self,

@@ -16,7 +16,7 @@ def outbound_target(
     """The Ultravox call definition: the route for our number (`call.to_number`) or the route
     the request names, or the agent it names with that route's call fields; the request's
     templateContext fills the agent's prompt."""
-    route = routing.resolve(call) if request.route is None else named_route(routing, request.route)
+    route = outbound_route(routing, call, request)
     target: AgentTarget | InlineTarget | RejectTarget
     if request.agent_id:
         fields = (
@@ -39,6 +39,13 @@ def outbound_target(
         context = {**target.template_context, **request.template_context}
         target = dataclasses.replace(target, template_context=context)
     return target
+
+
+def outbound_route(
+    routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
+) -> Route | None:
+    """The route for our number (`call.to_number`), or the route the request names."""
+    return routing.resolve(call) if request.route is None else named_route(routing, request.route)
 
 
 def named_route(routing: RoutingTable, name: str) -> Route:

@@ -3,7 +3,7 @@
 Adding a provider means writing its package (`app/providers/<name>/`, whose `SPEC` says what it
 offers) and adding it to `PROVIDERS`. Everything that enumerates providers (the settings, the
 webhook and media routes, readiness, routing's provider names, `simulate`, `call`, the start-up
-hint) reads these tuples.
+hint, transfers) reads these tuples.
 """
 
 from app.providers import asterisk, exotel, plivo, telnyx, twilio, vonage
@@ -12,6 +12,7 @@ from app.providers.dialing import Dialer
 from app.providers.media import MediaEndpoint
 from app.providers.simulator import Simulator
 from app.providers.spec import ProviderSpec
+from app.providers.transferring import TransferDriver
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 
@@ -86,3 +87,8 @@ SIMULATORS: dict[str, type[Simulator]] = {
 DIALERS: tuple[type[Dialer], ...] = tuple(
     spec.dialer for spec in PROVIDERS if spec.dialer is not None
 )
+
+# Transfers to a person: the providers whose live calls the bridge can move (app/transfer/).
+TRANSFER_DRIVERS: dict[str, type[TransferDriver]] = {
+    spec.name: spec.transfer for spec in PROVIDERS if spec.transfer is not None
+}

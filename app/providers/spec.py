@@ -1,5 +1,6 @@
 """What a provider package declares to the registry: its name and options, and which of the
-interfaces it implements (webhook adapter, media-only endpoint, dialer, simulator)."""
+interfaces it implements (webhook adapter, media-only endpoint, dialer, simulator, transfer
+driver)."""
 
 from dataclasses import dataclass
 
@@ -7,6 +8,7 @@ from app.providers.base import ProviderAdapter
 from app.providers.dialing import Dialer
 from app.providers.media import MediaEndpoint
 from app.providers.simulator import Simulator
+from app.providers.transferring import TransferDriver
 from app.settings import ProviderOptions
 
 
@@ -22,6 +24,8 @@ class ProviderSpec:
     media_endpoint: type[MediaEndpoint] | None = None
     dialer: type[Dialer] | None = None
     simulator: type[Simulator] | None = None
+    # Moves live calls to a person and back to an agent (app/transfer/); None: no transfers.
+    transfer: type[TransferDriver] | None = None
 
     @property
     def setup_hint(self) -> str | None:
@@ -31,7 +35,7 @@ class ProviderSpec:
         return takes_calls.setup_hint() if takes_calls is not None else None
 
     def __post_init__(self) -> None:
-        parts = (self.adapter, self.media_endpoint, self.dialer, self.simulator)
+        parts = (self.adapter, self.media_endpoint, self.dialer, self.simulator, self.transfer)
         for part in parts:
             if part is not None and part.name != self.name:
                 raise ValueError(f"{part.__name__}.name is {part.name!r}, not {self.name!r}")

@@ -35,6 +35,7 @@ from app.routing.table import (
     Target,
 )
 from app.routing.web import web_access
+from app.routing.transfer import HoursSpec, TransferSpec
 from app.settings import ConfigError, ServiceSettings
 
 # PyYAML's safe loader, its parser in C when libyaml is there (three times faster).
@@ -137,7 +138,16 @@ def _route(
             web = web_access(name, spec.web, target)
         except ValueError as exc:
             problems.append(f"{path}: {label}: web: {exc}")
-    return Route(name, target, _fallback(spec.fallback, settings), web)
+    transfer = None
+    if spec.transfer is not None:
+        if isinstance(target, InlineTarget):
+            transfer = spec.transfer.build()
+        else:
+            problems.append(
+                f"{path}: {label}: transfer: needs an inline route: the bridge adds its transfer "
+                "tool to the call's selectedTools, which an agent call cannot set"
+            )
+    return Route(name, target, _fallback(spec.fallback, settings), web=web, transfer=transfer)
 
 
 def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:
@@ -242,6 +252,8 @@ def _message(error: ErrorDetails) -> str:
             "agent": AgentCall,
             "inline": InlineCall,
             "fallback": Fallback,
+            "transfer": TransferSpec,
+            "hours": HoursSpec,
             "default": DefaultRoute,
             "web": WebOptions,
         }

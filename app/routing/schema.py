@@ -20,6 +20,7 @@ from pydantic import (
 
 from app.phone import is_ascii_digits, written_e164
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
+from app.routing.transfer import TransferSpec
 
 # Inline fields whose text may hold placeholders.
 TEMPLATED_FIELDS = ("systemPrompt", "timeExceededMessage", "initialMessages", "inactivityMessages")
@@ -168,6 +169,7 @@ class RouteTarget(_Strict):
     reject: bool = False
     fallback: Fallback | None = None
     web: Annotated[WebOptions | None, BeforeValidator(_web)] = None
+    transfer: TransferSpec | None = None
 
 
 class DefaultRoute(RouteTarget):

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.calltypes import FallbackPlan, InboundCall
 from app.routing.placeholders import Template
+from app.routing.transfer import TransferPlan
 from app.settings import ServiceSettings
 
 
@@ -55,6 +56,7 @@ class Route:
     target: Target
     fallback: FallbackPlan
     web: WebAccess | None = None
+    transfer: TransferPlan | None = None  # the people the agent may hand the caller to
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,19 @@ from app.api.errors import EXCEPTION_HANDLERS, APIError
 from app.calltypes import WebhookError
 from app.outbound.errors import OutboundError
 from app.web.errors import WebCallRefused
+from app.transfer.tool import ToolRefused
 from tests.conftest import running_app
 from tests.outbound_mocks import AUTH, outbound_settings
 
 
 def test_the_mapping_covers_every_kind_of_refusal() -> None:
-    assert set(EXCEPTION_HANDLERS) == {WebhookError, APIError, OutboundError, WebCallRefused}
+    assert set(EXCEPTION_HANDLERS) == {
+        WebhookError,
+        APIError,
+        OutboundError,
+        WebCallRefused,
+        ToolRefused,
+    }
 
 
 async def test_a_refused_webhook_is_plain_text_with_its_request_id(

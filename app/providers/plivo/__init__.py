@@ -4,8 +4,14 @@ from app.providers.plivo.adapter import PlivoAdapter
 from app.providers.plivo.dialer import PlivoDialer
 from app.providers.plivo.options import PlivoOptions
 from app.providers.plivo.simulator import PlivoSimulator
+from app.providers.plivo.transfer import PlivoTransfer
 from app.providers.spec import ProviderSpec
 
 SPEC = ProviderSpec(
-    "plivo", PlivoOptions, adapter=PlivoAdapter, dialer=PlivoDialer, simulator=PlivoSimulator
+    "plivo",
+    PlivoOptions,
+    adapter=PlivoAdapter,
+    dialer=PlivoDialer,
+    simulator=PlivoSimulator,
+    transfer=PlivoTransfer,
 )

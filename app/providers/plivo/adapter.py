@@ -2,30 +2,20 @@
 with Plivo XML built by the plivo SDK."""
 
 import re
-from types import ModuleType
 from typing import Any
 
 from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
 from app.providers.base import ProviderAdapter, inbound_call, multi_map, single_values
+from app.providers.plivo.answers import plivo_xml, xml_answer
 from app.providers.plivo.options import PlivoOptions
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
-PLIVO_XML = "application/xml"
 # A call's UUID. Checked so that a signed request cannot be re-cut (Plivo signs names and values
 # run together) into one naming another call.
 CALL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
-
-
-def _builders() -> ModuleType:
-    """The plivo SDK's XML builders. Importing the SDK loads its REST client too (about 11 MiB of
-    memory), so it is imported only by a service that serves Plivo."""
-    from plivo import plivoxml
-
-    builders: ModuleType = plivoxml
-    return builders
 
 
 def _signed_by(token: str, request: WebhookRequest, nonce: str, signature: str) -> bool:
@@ -41,10 +31,6 @@ def _signed_by(token: str, request: WebhookRequest, nonce: str, signature: str) 
         return bool(validate_v3_signature(method, request.url, nonce, token, signature, params))
     except ValidationError:  # the SDK refuses a URL it cannot parse (an odd Host header)
         return False
-
-
-def _plivo_xml(response: Any) -> Answer:
-    return Answer(response.to_string(False).encode(), PLIVO_XML)
 
 
 def _signed_params(request: WebhookRequest) -> dict[str, Any]:
@@ -65,7 +51,7 @@ class PlivoAdapter(ProviderAdapter):
         self._tokens = [token.get_secret_value() for token in options.plivo_auth_token]
         self._content_type = options.plivo_stream_content_type
         if self.ready:
-            _builders()  # at start-up, so that no caller waits for the SDK's import
+            plivo_xml()  # at start-up, so that no caller waits for the SDK's import
 
     @property
     def has_secrets(self) -> bool:
@@ -88,7 +74,7 @@ class PlivoAdapter(ProviderAdapter):
         return {"plivo": {}}
 
     async def stream_answer(self, call: InboundCall, ultravox_call: UltravoxCall) -> Answer:
-        plivoxml = _builders()
+        plivoxml = plivo_xml()
         response = plivoxml.ResponseElement()
         response.add(
             plivoxml.StreamElement(
@@ -98,10 +84,10 @@ class PlivoAdapter(ProviderAdapter):
                 contentType=self._content_type,
             )
         )
-        return _plivo_xml(response)
+        return xml_answer(response)
 
     def fallback_answer(self, plan: FallbackPlan) -> Answer:
-        plivoxml = _builders()
+        plivoxml = plivo_xml()
         response = plivoxml.ResponseElement()
         response.add(plivoxml.SpeakElement(plan.message))
         if plan.dial_number:
@@ -110,10 +96,10 @@ class PlivoAdapter(ProviderAdapter):
             response.add(dial)
         else:
             response.add(plivoxml.HangupElement())
-        return _plivo_xml(response)
+        return xml_answer(response)
 
     def reject_answer(self) -> Answer:
-        plivoxml = _builders()
+        plivoxml = plivo_xml()
         response = plivoxml.ResponseElement()
         response.add(plivoxml.HangupElement(reason="rejected"))
-        return _plivo_xml(response)
+        return xml_answer(response)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from app.settings import CallerNumber, OptionalText, ProviderOptions, SecretList
+from app.settings import ApiUrl, CallerNumber, OptionalText, ProviderOptions, SecretList
 
 PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
 
@@ -18,6 +18,7 @@ class PlivoOptions(ProviderOptions):
     ] = "audio/x-l16;rate=16000"
     plivo_auth_id: OptionalText = None
     plivo_from_number: CallerNumber = None
+    plivo_api_url: ApiUrl = "https://api.plivo.com"
 
     @field_validator("plivo_auth_id")
     @classmethod

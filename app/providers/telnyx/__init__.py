@@ -5,7 +5,13 @@ from app.providers.telnyx.adapter import TelnyxAdapter
 from app.providers.telnyx.dialer import TelnyxDialer
 from app.providers.telnyx.options import TelnyxOptions
 from app.providers.telnyx.simulator import TelnyxSimulator
+from app.providers.telnyx.transfer import TelnyxTransfer
 
 SPEC = ProviderSpec(
-    "telnyx", TelnyxOptions, adapter=TelnyxAdapter, dialer=TelnyxDialer, simulator=TelnyxSimulator
+    "telnyx",
+    TelnyxOptions,
+    adapter=TelnyxAdapter,
+    dialer=TelnyxDialer,
+    simulator=TelnyxSimulator,
+    transfer=TelnyxTransfer,
 )

@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from app.settings import CallerNumber, OptionalText, ProviderOptions, SecretList, int_from_text
+from app.settings import (
+    ApiUrl,
+    CallerNumber,
+    OptionalText,
+    ProviderOptions,
+    SecretList,
+    int_from_text,
+)
 
 # Telnyx streams these codecs at one rate only: G.711 (PCMU, PCMA) is narrowband, 8 kHz;
 # AMR-WB is wideband, 16 kHz. L16, OPUS and G722 are left to Telnyx's list of rates.
@@ -22,6 +29,7 @@ class TelnyxOptions(ProviderOptions):
     telnyx_api_key: SecretStr | None = None
     telnyx_connection_id: OptionalText = None
     telnyx_from_number: CallerNumber = None
+    telnyx_api_url: ApiUrl = "https://api.telnyx.com"
 
     @field_validator("telnyx_public_key")
     @classmethod

@@ -5,7 +5,13 @@ from app.providers.twilio.adapter import TwilioAdapter
 from app.providers.twilio.dialer import TwilioDialer
 from app.providers.twilio.options import TwilioOptions
 from app.providers.twilio.simulator import TwilioSimulator
+from app.providers.twilio.transfer import TwilioTransfer
 
 SPEC = ProviderSpec(
-    "twilio", TwilioOptions, adapter=TwilioAdapter, dialer=TwilioDialer, simulator=TwilioSimulator
+    "twilio",
+    TwilioOptions,
+    adapter=TwilioAdapter,
+    dialer=TwilioDialer,
+    simulator=TwilioSimulator,
+    transfer=TwilioTransfer,
 )

@@ -5,7 +5,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from app.settings import CallerNumber, OptionalText, ProviderOptions, SecretList
+from app.settings import ApiUrl, CallerNumber, OptionalText, ProviderOptions, SecretList
 
 TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 
@@ -14,6 +14,7 @@ class TwilioOptions(ProviderOptions):
     twilio_auth_token: SecretList = Field(default_factory=list)
     twilio_account_sid: OptionalText = None
     twilio_from_number: CallerNumber = None
+    twilio_api_url: ApiUrl = "https://api.twilio.com"
 
     @field_validator("twilio_account_sid")
     @classmethod
