@@ -16,12 +16,12 @@ from fastapi.responses import JSONResponse
 from app.calltypes import WebhookError
 from app.outbound.errors import OutboundError
 from app.settings import ServiceSettings
+from app.transfer.tool import ToolRefused
 from app.web.errors import WebCallEndRefused, WebCallRefused
 from app.web.metrics import WEB_CALL_ENDS, WEB_REQUESTS
 from app.web.origins import cors_headers, origin_allowed
 
 web_logger = logging.getLogger("app.web")
-from app.transfer.tool import ToolRefused
 
 
 class APIError(Exception):

@@ -34,8 +34,8 @@ from app.routing.table import (
     Rule,
     Target,
 )
-from app.routing.web import web_access
 from app.routing.transfer import HoursSpec, TransferSpec
+from app.routing.web import web_access
 from app.settings import ConfigError, ServiceSettings
 
 # PyYAML's safe loader, its parser in C when libyaml is there (three times faster).

@@ -7,8 +7,8 @@ import respx
 from app.api.errors import EXCEPTION_HANDLERS, APIError
 from app.calltypes import WebhookError
 from app.outbound.errors import OutboundError
-from app.web.errors import WebCallRefused
 from app.transfer.tool import ToolRefused
+from app.web.errors import WebCallRefused
 from tests.conftest import running_app
 from tests.outbound_mocks import AUTH, outbound_settings
 
