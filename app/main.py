@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from app.aiohttp_transport import AiohttpTransport
 from app.api import calls, health, media, metrics, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
-from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
 from app.providers import build_adapters, build_media_endpoints
@@ -23,6 +23,13 @@ from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
+
+ULTRAVOX_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+def ultravox_transport() -> httpx.AsyncBaseTransport:
+    """How requests reach Ultravox: through aiohttp, under httpx's API (app/aiohttp_transport)."""
+    return AiohttpTransport(ULTRAVOX_LIMITS)
 
 
 def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
@@ -36,8 +43,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             configure_logging(config.log_level, mask_numbers=config.log_phone_numbers == "masked")
         store = build_store(config)
         adapters = build_adapters(config, store)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
+        async with httpx.AsyncClient(transport=ultravox_transport()) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,

@@ -16,6 +16,7 @@ from nacl.signing import SigningKey
 from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
 from twilio.request_validator import RequestValidator
 
+from app import main as app_main
 from app.main import create_app
 from app.settings import Settings
 from tests.redis_server import RedisServer
@@ -46,6 +47,18 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(autouse=True)
+def _ultravox_through_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """respx mocks Ultravox inside httpx's own transport; the service sends through aiohttp
+    (tested against a loopback server in test_aiohttp_transport.py). So in tests the app sends
+    through httpx's transport, and every respx mock sees the exact request the service built."""
+    monkeypatch.setattr(
+        app_main,
+        "ultravox_transport",
+        lambda: httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS),
+    )
 
 
 @asynccontextmanager
