@@ -10,16 +10,25 @@ import httpx
 from fastapi import FastAPI
 
 from app.aiohttp_transport import AiohttpTransport
-from app.api import calls, health, media, metrics, webhooks
+from app.api import health, media, metrics, outbound, webhooks
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
-from app.bridge import Bridge
+from app.config import load_settings
 from app.dedupe import CallDeduplicator
+from app.http_transport import CappedTransport
+from app.inbound import Bridge
 from app.logs import configure_logging
-from app.outbound import OutboundCalls
-from app.providers import build_adapters, build_media_endpoints
+from app.outbound.flow import OutboundCalls
+from app.providers import (
+    NO_PROVIDER_HINT,
+    build_adapters,
+    build_media_endpoints,
+    providers_taking_calls,
+)
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
-from app.settings import Settings, load_settings
+from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
 
@@ -29,11 +38,12 @@ ULTRAVOX_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50
 
 
 def ultravox_transport() -> httpx.AsyncBaseTransport:
-    """How requests reach Ultravox: through aiohttp, under httpx's API (app/aiohttp_transport)."""
-    return AiohttpTransport(ULTRAVOX_LIMITS)
+    """How requests reach Ultravox: through aiohttp under httpx's API (app/aiohttp_transport.py),
+    reading no answer past `MAX_RESPONSE_BYTES` (app/http_transport.py)."""
+    return CappedTransport(AiohttpTransport(ULTRAVOX_LIMITS))
 
 
-def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:
     """The application. Without `settings` they are read from the environment and `.env` at
     start-up; `setup_logging` installs the service's log format (off in tests)."""
 
@@ -57,6 +67,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
@@ -76,12 +87,19 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                     await app.state.outbound.aclose()
                 await app.state.store.close()
 
-    app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Ultravox phone bridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(calls.router)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
+    app.include_router(outbound.router)
     app.include_router(media.router)
     return app
 
@@ -95,7 +113,7 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: ServiceSettings) -> Store:
     """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
     if settings.redis_url is None:
         return MemoryStore()
@@ -106,14 +124,14 @@ def build_store(settings: Settings) -> Store:
     )
 
 
-def _call_source(settings: Settings) -> str:
+def _call_source(settings: ServiceSettings) -> str:
     """What decides each call: the routes file, or the environment's one agent or inline call."""
     if settings.routes_file is not None:
         return "routes file"
     return "agent" if settings.ultravox_agent_id else "inline"
 
 
-def _log_startup(settings: Settings, bridge: Bridge) -> None:
+def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
     ready = sorted(name for name, adapter in bridge.adapters.items() if adapter.ready)
     waiting = sorted(name for name, adapter in bridge.adapters.items() if not adapter.ready)
     logger.info(
@@ -137,19 +155,25 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
         )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
+            },
+        )
     unused = unused_settings(settings)
     if unused:
         logger.warning(
             "startup.settings_unused",
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
-    if not ready:
-        logger.warning(
-            "startup.no_provider_ready",
-            extra={
-                "fields": {"hint": "set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY or PLIVO_AUTH_TOKEN"}
-            },
-        )
+    if not providers_taking_calls(settings, bridge.adapters):
+        logger.warning("startup.no_provider_ready", extra={"fields": {"hint": NO_PROVIDER_HINT}})
 
 
 app = create_app(setup_logging=True)

@@ -17,8 +17,9 @@ from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_
 from twilio.request_validator import RequestValidator
 
 from app import main as app_main
+from app.config import Settings
+from app.http_transport import CappedTransport
 from app.main import create_app
-from app.settings import Settings
 from tests.redis_server import RedisServer
 
 API_URL = "https://ultravox.test/api"
@@ -53,11 +54,12 @@ def make_settings(**overrides: Any) -> Settings:
 def _ultravox_through_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
     """respx mocks Ultravox inside httpx's own transport; the service sends through aiohttp
     (tested against a loopback server in test_aiohttp_transport.py). So in tests the app sends
-    through httpx's transport, and every respx mock sees the exact request the service built."""
+    through httpx's transport, under the same answer-size cap, and every respx mock sees the
+    exact request the service built."""
     monkeypatch.setattr(
         app_main,
         "ultravox_transport",
-        lambda: httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS),
+        lambda: CappedTransport(httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS)),
     )
 
 
@@ -131,7 +133,7 @@ def twilio_webhook(
 
 def telnyx_webhook(
     fields: dict[str, str],
-    method: str = "GET",
+    method: str = "POST",
     path: str = "/telnyx/incoming",
     key: SigningKey = TELNYX_KEY,
     timestamp: int | None = None,

@@ -1,11 +1,14 @@
 """The aiohttp transport against a real HTTP server on loopback: what goes over the wire is the
 request httpx built, what comes back is an ordinary httpx response, and every failure is the
-httpx exception httpx's own transport would raise (the Ultravox client's retries depend on it)."""
+httpx exception httpx's own transport would raise (the Ultravox client's retries depend on it).
+Then the service's own composition, aiohttp under the answer-size cap, against oversized and
+compressed answers."""
 
 import asyncio
 import gzip
 import json
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ import httpx
 import pytest
 
 from app.aiohttp_transport import AiohttpTransport
+from app.http_transport import MAX_RESPONSE_BYTES, CappedTransport, ResponseTooLarge
 from app.main import ultravox_transport
 from app.ultravox import UltravoxClient, UltravoxConnectionError, UltravoxTransportError
 
@@ -317,6 +321,118 @@ async def test_the_ultravox_client_creates_a_call_through_it() -> None:
     assert json.loads(received.body) == {"systemPrompt": "hi"}
 
 
-def test_the_service_sends_ultravox_requests_through_it() -> None:
-    # Tests elsewhere run on httpx's own transport, which respx mocks (see conftest.py).
-    assert isinstance(ultravox_transport(), AiohttpTransport)
+def test_the_service_sends_ultravox_requests_through_it_under_the_cap() -> None:
+    # Tests elsewhere run on httpx's own transport, which respx mocks (see conftest.py); the
+    # tests below send through this very composition.
+    transport = ultravox_transport()
+    assert isinstance(transport, CappedTransport)
+    assert isinstance(transport._transport, AiohttpTransport)
+
+
+# The answer-size cap (app/http_transport.py) on the service's own path to Ultravox.
+
+CHUNK = 64 * 1024
+HUGE = 300 * 1024 * 1024
+
+
+@asynccontextmanager
+async def service_client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=ultravox_transport()) as http:
+        yield http
+
+
+class Flood:
+    """Answers every request with `head`, then up to 300 MiB of spaces, until the client stops
+    reading; `sent` counts what was written, `done` is set when writing stopped."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.sent = 0
+        self.done = asyncio.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(self.head)
+        try:
+            while self.sent < HUGE:
+                writer.write(b" " * CHUNK)
+                await writer.drain()
+                self.sent += CHUNK
+        finally:
+            self.done.set()
+
+
+async def test_an_answer_declaring_a_length_past_the_cap_is_refused_at_once() -> None:
+    flood = Flood(f"HTTP/1.1 201 Created\r\nContent-Length: {HUGE}\r\n\r\n".encode())
+    async with loopback(flood) as (server, base), service_client() as http:
+        with pytest.raises(ResponseTooLarge, match="is over 1048576 bytes"):
+            await http.post(f"{base}/api/calls", json={})
+        await asyncio.wait_for(flood.done.wait(), timeout=5)  # the connection was closed
+    # What the sockets' buffers took before the client hung up; nothing of it was read.
+    assert flood.sent < 16 * 1024 * 1024
+    assert server.connections == 1
+
+
+async def test_an_endless_answer_is_read_no_further_than_the_cap() -> None:
+    flood = Flood(b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n")
+    async with loopback(flood) as (_, base), service_client() as http:
+        with pytest.raises(ResponseTooLarge):
+            await http.post(f"{base}/api/calls", json={})
+        await asyncio.wait_for(flood.done.wait(), timeout=5)
+    assert MAX_RESPONSE_BYTES < flood.sent < 16 * 1024 * 1024
+
+
+def bomb(size: int = 64 * 1024 * 1024) -> bytes:
+    """A gzip body of about 64 KiB that decodes to `size` bytes."""
+    return gzip.compress(b"\0" * size, compresslevel=9)
+
+
+async def test_a_compressed_answer_decoding_past_the_cap_is_refused_in_bounded_memory() -> None:
+    raw = answer("201 Created", bomb(), "Content-Encoding: gzip")
+    assert len(raw) < MAX_RESPONSE_BYTES
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLarge):
+                await http.post(f"{base}/api/calls", json={})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # The cap and one decoding step, not the 64 MiB the body inflates to.
+    assert peak < 3 * MAX_RESPONSE_BYTES
+
+
+async def test_a_compressed_answer_under_the_cap_is_decoded_once() -> None:
+    body = json.dumps({"joinUrl": "wss://x", "pad": "y" * (MAX_RESPONSE_BYTES - 100)}).encode()
+    raw = answer("201 Created", gzip.compress(body), "Content-Encoding: gzip")
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.content == body
+    assert "content-encoding" not in response.headers
+
+
+async def test_requests_ask_only_for_encodings_decoded_within_the_cap() -> None:
+    async with loopback(serving(answer("200 OK", b"{}"))) as (_, base), service_client() as http:
+        await http.get(f"{base}/api/calls", headers={"Accept-Encoding": "br, zstd, gzip"})
+
+    (received,) = SEEN
+    assert ("Accept-Encoding", "gzip, deflate") in received.headers
+
+
+async def test_an_answer_in_an_encoding_not_asked_for_is_a_decoding_error() -> None:
+    raw = answer("201 Created", b"\x1b\x00\x00", "Content-Encoding: br")
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        with pytest.raises(httpx.DecodingError, match="encoded as 'br'"):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_the_ultravox_client_takes_a_compressed_flood_as_a_failed_request() -> None:
+    """Sent, so never retried (the call may exist): the bridge answers with the fallback."""
+    raw = answer("201 Created", bomb(), "Content-Encoding: gzip")
+    async with loopback(serving(raw)) as (server, base), service_client() as http:
+        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
+        with pytest.raises(UltravoxTransportError, match="is over 1048576 bytes"):
+            await ultravox.create_call({})
+    assert len(SEEN) == 1
+    assert server.connections == 1

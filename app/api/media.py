@@ -8,11 +8,11 @@ from fastapi import APIRouter, Request, Response, WebSocket
 
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.webhooks import webhook_request
-from app.bridge import Bridge
-from app.providers.base import InboundCall, WebhookError, WebhookRequest
+from app.calltypes import InboundCall, WebhookError, WebhookRequest
+from app.inbound import Bridge, UnknownProvider
 from app.providers.media import CallEvents, MediaEndpoint
-from app.relay.calls import create_relayed_call
 from app.relay.relay import Relay
+from app.relayed_calls import create_relayed_call
 from app.ultravox import UltravoxCall
 
 router = APIRouter(tags=["media"])
@@ -83,7 +83,7 @@ async def events(
     """A provider's call progress events (answered, completed...), recorded in the log."""
     adapter = bridge.adapters.get(provider)
     if not isinstance(adapter, CallEvents):
-        return Response(f"no events endpoint for {provider!r}\n", 404, media_type="text/plain")
+        raise UnknownProvider(f"no events endpoint for {provider!r}")
     try:
         webhook = await webhook_request(request, settings.public_base_url)
         adapter.check(webhook)
@@ -93,6 +93,6 @@ async def events(
             "call.event_refused",
             extra={"fields": {"provider": provider, "status": exc.status_code, "reason": str(exc)}},
         )
-        return Response(f"{exc}\n", exc.status_code, media_type="text/plain")
+        raise
     logger.info("call.event", extra={"fields": {"provider": provider, **fields}})
     return Response(status_code=204)
