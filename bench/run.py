@@ -3,12 +3,13 @@
     .venv/bin/python bench/run.py            # about two minutes; prints a markdown report
 
 On loopback it starts a local Ultravox stand-in (bench/standin.py) and the service as a real
-process (`ultravox-bridge serve`: one uvicorn worker, signatures on), then for each stand-in
-delay sends the same number of distinct requests at the same concurrency twice: straight to the
-stand-in, then as Twilio webhooks (each with its own CallSid, signed with the twilio SDK's
-RequestValidator) to the service, which creates one stand-in call per webhook. The service's
-added latency is the difference between the two runs' percentiles. Start-up is the time from
-process start to the first /readyz 200; memory is the worker's resident set from /proc.
+process (`ultravox-bridge serve`: one uvicorn worker unless --workers, signatures on), then for
+each stand-in delay sends the same number of distinct requests at the same concurrency twice:
+straight to the stand-in, then as Twilio webhooks (each with its own CallSid, signed with the
+twilio SDK's RequestValidator) to the service, which creates one stand-in call per webhook. The
+service's added latency is the difference between the two runs' percentiles. Start-up is the
+time from process start to the first /readyz 200; memory and CPU are the service's process and
+its workers' from /proc.
 
 Beside the service, in the same run and on the same CPU, it measures the peer (bench/peers/: a
 server of the shape of Ultravox's Node quickstart, see bench/peer.py) with the same webhooks and
@@ -317,8 +318,9 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
     out.append(f"- Machine: {machine()}")
     out.append(f"- Load average (1/5/15 min) before: {results.loads[0]}; after: {results.loads[1]}")
     out.append(
-        "- Service: `ultravox-bridge serve`, one uvicorn worker, Twilio signatures verified, "
-        f"INFO logs to a file; {layout.describe()}"
+        f"- Service: `ultravox-bridge serve`, {args.workers} uvicorn worker(s), store "
+        f"{'Redis' if args.redis else 'in memory'}, Twilio signatures verified, INFO logs to a "
+        f"file; `app` from {args.source or 'this tree'}; {layout.describe()}"
     )
     out.append(f"- Peer (bench/peers/quickstart.js, no signature check): {results.peer}")
     out.append(
@@ -386,6 +388,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--startups", type=int, default=3, help="extra start-ups to time")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="service worker processes (WEB_CONCURRENCY; over 1 implies --redis and --no-pin)",
+    )
+    parser.add_argument(
+        "--redis", action="store_true", help="de-duplicate through a local redis-server"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="run the service's `app` from this directory, e.g. an older commit's "
+        "(`git archive COMMIT app | tar -x -C DIR`), for before/after comparisons",
+    )
+    parser.add_argument(
         "--no-peer", action="store_true", help="do not run the Node peer (bench/peers/)"
     )
     parser.add_argument(
@@ -396,7 +413,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile-out", type=Path, help="with --profile: keep py-spy's collapsed stacks here"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.workers > 1:  # the workers need the shared store, and more than one CPU
+        args.redis, args.no_pin = True, True
+    return args
 
 
 def time_startup(command: list[str], env: dict[str, str], cwd: Path, layout: Layout) -> float:
@@ -434,6 +454,18 @@ def main(argv: list[str]) -> int:
         standin_port, port, peer_port = free_port(), free_port(), free_port()
         standin_cmd = [sys.executable, str(BENCH_DIR / "standin.py"), "--port", str(standin_port)]
         env = service_env(port, standin_port)
+        if args.source is not None:  # ahead of the installed (editable) `app`
+            env["PYTHONPATH"] = str(args.source.resolve())
+        if args.workers > 1:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.redis:
+            redis_port = free_port()
+            redis_cmd = ["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", ""]
+            redis = stack.enter_context(
+                started(redis_cmd, dict(os.environ), cwd, cwd / "redis.log", layout.others)
+            )
+            wait_for_port(redis_port, redis)
+            env["REDIS_URL"] = f"redis://{HOST}:{redis_port}/0"
         standin = stack.enter_context(
             started(standin_cmd, dict(os.environ), cwd, cwd / "standin.log", layout.others)
         )
