@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from functools import partial
 
 from app.call_command import add_call_command
 from app.check_config import add_check_config_command
@@ -12,17 +13,23 @@ from app.simulate import command as simulate
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from app.logs import configure_logging
     from app.main import create_app
     from app.routing import table_from_settings
     from app.server import serve
+    from app.workers import serve_workers
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("web_concurrency", args.workers))
+    overrides = {k: v for k, v in given if v is not None}
     try:
         settings = load_settings(**overrides)
         table_from_settings(settings)  # the routes file's errors, before uvicorn starts
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if settings.web_concurrency > 1:
+        configure_logging(settings.log_level, mask_numbers=settings.log_phone_numbers == "masked")
+        return serve_workers(partial(create_app, setup_logging=True), settings)
     serve(create_app(settings, setup_logging=True), settings)
     return 0
 
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the webhook server")
     serve.add_argument("--host", help="address to listen on (default HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default WEB_CONCURRENCY or 1); more than 1 needs REDIS_URL",
+    )
     serve.set_defaults(handler=_serve)
     simulate.add_command(commands)
     add_check_config_command(commands)

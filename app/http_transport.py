@@ -1,67 +1,26 @@
-"""The HTTP transports for outgoing requests (Ultravox, provider APIs): several small connection
-pools, and a cap on how much of an answer is read.
+"""A cap on how much of an answer from Ultravox or a provider's API is read, for any httpx
+transport (httpx's own, or the aiohttp one in app/aiohttp_transport.py).
 
-httpcore's pool re-examines every connection it holds, twice per request, with a quadratic
-step for idle ones (encode/httpcore#1035). Its cost per request therefore grows with the number
-of open connections: with 50 Ultravox requests in flight it took about 60% of the service's CPU
-(see docs/benchmarks.md). Spreading requests over several pools of a few connections each keeps
-every scan short, and each pool is still an ordinary httpx transport (proxies from the
-environment, TLS settings and test mocks at the httpcore level all apply unchanged).
+The cap counts what the service would hold in memory: the bytes received and, for a compressed
+answer, the bytes it decodes to. httpx decodes above its transport without a bound (a 1 MiB gzip
+answer can inflate to 1 GiB), so this transport decodes gzip and deflate itself, a bounded piece
+at a time, and hands httpx the decoded body without its `Content-Encoding`.
 """
 
-import math
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
-
-
-class PooledTransport(httpx.AsyncBaseTransport):
-    """Sends each request through the least busy of `pools` httpx transports, which together
-    hold at most `limits` connections."""
-
-    def __init__(self, limits: httpx.Limits, pools: int = 8) -> None:
-        if pools < 1:
-            raise ValueError("pools must be at least 1")
-        share = httpx.Limits(
-            max_connections=_share(limits.max_connections, pools),
-            max_keepalive_connections=_share(limits.max_keepalive_connections, pools),
-            keepalive_expiry=limits.keepalive_expiry,
-        )
-        # One TLS context for all: each would otherwise load the CA bundle again (about
-        # 0.5 MiB and a few milliseconds of start-up apiece).
-        tls = httpx.create_ssl_context()
-        self._pools = [httpx.AsyncHTTPTransport(verify=tls, limits=share) for _ in range(pools)]
-        self._in_flight = [0] * pools
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = min(range(len(self._pools)), key=self._in_flight.__getitem__)
-        self._in_flight[index] += 1
-        try:
-            return await self._pools[index].handle_async_request(request)
-        finally:
-            # Counted until the headers arrive; Ultravox's small JSON body follows at once.
-            self._in_flight[index] -= 1
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-def _share(total: int | None, parts: int) -> int | None:
-    return None if total is None else max(1, math.ceil(total / parts))
-
 
 # The most this service reads of an answer from Ultravox or a provider's API. Their answers are
 # a few KiB of JSON (a created call echoes its system prompt); anything near this is broken.
 MAX_RESPONSE_BYTES = 1024 * 1024
 
+# The encodings decoded here within the cap; requests ask for no others.
+ACCEPTED_ENCODINGS = ("gzip", "deflate")
 
-# Content codings decoded here rather than by httpx, so that the cap holds for the decoded answer
-# (400 KB of gzip decode to 400 MB); the only ones offered to the server. zlib's window bits:
-# gzip's header, or zlib's (deflate).
-DECODED_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
-ACCEPT_ENCODING = "gzip, deflate"
+# The most output one decompression step makes, whatever the input's ratio (up to ~1000:1).
+_DECODE_STEP = 64 * 1024
 
 
 class ResponseTooLarge(httpx.ReadError):
@@ -71,50 +30,93 @@ class ResponseTooLarge(httpx.ReadError):
 
 
 class CappedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport so that no answer is read past `max_bytes`: one declaring a longer
-    `Content-Length` is refused at once, and a longer body stops at the cap, counted after
-    decoding its content codings. Either way the request raises `ResponseTooLarge` and the
-    connection is closed, not read to the end."""
+    """Wraps a transport so that no answer is read or decoded past `max_bytes`: one declaring a
+    longer `Content-Length` is refused at once, and a longer body, or a compressed one decoding
+    to more, stops at the cap. Either way the request raises `ResponseTooLarge` and the
+    connection is closed, not read to the end. An answer in an encoding it did not ask for is an
+    `httpx.DecodingError`."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, max_bytes: int = MAX_RESPONSE_BYTES):
         self._transport = transport
         self._max_bytes = max_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
+        if _asks_for_others(request.headers.get("accept-encoding")):
+            request.headers["Accept-Encoding"] = ", ".join(ACCEPTED_ENCODINGS)
         response = await self._transport.handle_async_request(request)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             await response.aclose()
             raise ResponseTooLarge(self._too_large(request), request=request)
-        codings = [
-            coding.strip().lower()
-            for coding in response.headers.get("content-encoding", "").split(",")
-            if coding.strip().lower() not in ("", "identity")
-        ]
-        if any(coding not in DECODED_CODINGS for coding in codings):
-            await response.aclose()
-            raise httpx.DecodingError(
-                f"the answer of {request.url.host} has a content coding this service did not "
-                f"offer: {response.headers['content-encoding'][:100]}",
-                request=request,
-            )
-        headers = response.headers.copy()
-        if codings:  # decoded by the stream below: httpx must not decode it again
-            del headers["content-encoding"]
-            headers.pop("content-length", None)
-        stream = _CappedStream(
-            response.stream, self._max_bytes, request, self._too_large, codings[::-1]
-        )
+        headers = response.headers
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        decoder: _Decoder | None = None
+        if encoding != "identity":
+            if encoding not in ACCEPTED_ENCODINGS:
+                await response.aclose()
+                raise httpx.DecodingError(
+                    f"the answer of {request.url.host} is encoded as {encoding!r}, not one of "
+                    f"{', '.join(ACCEPTED_ENCODINGS)}",
+                    request=request,
+                )
+            decoder = _Decoder(encoding)
+            headers = headers.copy()
+            del headers["content-encoding"]  # decoded here: httpx must not decode it again
+            headers.pop("content-length", None)  # the encoded length
         return httpx.Response(
-            response.status_code, headers=headers, stream=stream, extensions=response.extensions
+            response.status_code,
+            headers=headers,
+            stream=_CappedStream(response.stream, self._max_bytes, request, decoder),
+            extensions=response.extensions,
         )
 
     def _too_large(self, request: httpx.Request) -> str:
-        return f"the answer of {request.url.host} is over {self._max_bytes} bytes"
+        return _too_large(request, self._max_bytes)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+def _too_large(request: httpx.Request, max_bytes: int) -> str:
+    return f"the answer of {request.url.host} is over {max_bytes} bytes"
+
+
+def _asks_for_others(accept_encoding: str | None) -> bool:
+    if accept_encoding is None:
+        return False
+    asked = {part.partition(";")[0].strip().lower() for part in accept_encoding.split(",")}
+    return not asked <= {*ACCEPTED_ENCODINGS, "identity", ""}
+
+
+class _Decoder:
+    """gzip or deflate, inflated at most `_DECODE_STEP` bytes at a time. deflate is meant to be
+    zlib-wrapped, but some servers send it raw; like httpx, either is accepted."""
+
+    def __init__(self, encoding: str) -> None:
+        wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+        self._inflate = zlib.decompressobj(wbits)
+        self._may_be_raw = encoding == "deflate"  # until its first bytes inflate
+
+    def decode(self, data: bytes, request: httpx.Request) -> Iterator[bytes]:
+        try:
+            yield from self._steps(data)
+        except zlib.error as exc:
+            if not self._may_be_raw:
+                raise httpx.DecodingError(str(exc), request=request) from exc
+            self._may_be_raw = False
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            yield from self.decode(data, request)
+
+    def _steps(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            piece = self._inflate.decompress(data, _DECODE_STEP)
+            self._may_be_raw = False
+            if piece:
+                yield piece
+            data = self._inflate.unconsumed_tail
+            # A full piece may leave output inside zlib even when all input was taken.
+            if not data and len(piece) < _DECODE_STEP:
+                return
 
 
 class _CappedStream(httpx.AsyncByteStream):
@@ -123,48 +125,32 @@ class _CappedStream(httpx.AsyncByteStream):
         stream: httpx.AsyncByteStream | httpx.SyncByteStream,
         max_bytes: int,
         request: httpx.Request,
-        message: Callable[[httpx.Request], str],
-        decode: list[str],
+        decoder: _Decoder | None,
     ) -> None:
         if not isinstance(stream, httpx.AsyncByteStream):
             raise TypeError("an async transport answered with a sync stream")
         self._stream = stream
         self._max_bytes = max_bytes
         self._request = request
-        self._message = message
-        # One decoder per coding, the last applied first; each output bounded by the cap.
-        self._decoders = [zlib.decompressobj(DECODED_CODINGS[coding]) for coding in decode]
+        self._decoder = decoder
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        read = 0
-        decoded = 0
+        received = decoded = 0
         async for chunk in self._stream:
-            read += len(chunk)
-            if read > self._max_bytes:
-                raise self._too_large()
-            if self._decoders:
-                chunk = self._decoded(chunk, self._max_bytes - decoded, flush=False)
-                decoded += len(chunk)
-            yield chunk
-        if self._decoders:
-            yield self._decoded(b"", self._max_bytes - decoded, flush=True)
+            received += len(chunk)
+            self._check(received)
+            if self._decoder is None:
+                yield chunk
+                continue
+            for piece in self._decoder.decode(chunk, self._request):
+                decoded += len(piece)
+                self._check(decoded)
+                yield piece
 
-    def _decoded(self, data: bytes, room: int, *, flush: bool) -> bytes:
-        """`data` through every decoder, with `ResponseTooLarge` as soon as any output would
-        take more than `room` bytes (zlib's `max_length`: a bomb is never expanded in memory)."""
-        for decoder in self._decoders:
-            try:
-                data = decoder.decompress(data, room + 1)
-                if flush and len(data) <= room:
-                    data += decoder.flush()
-            except zlib.error as exc:
-                raise httpx.DecodingError(str(exc), request=self._request) from None
-            if len(data) > room:
-                raise self._too_large()
-        return data
-
-    def _too_large(self) -> ResponseTooLarge:
-        return ResponseTooLarge(self._message(self._request), request=self._request)
+    def _check(self, size: int) -> None:
+        if size > self._max_bytes:
+            message = _too_large(self._request, self._max_bytes)
+            raise ResponseTooLarge(message, request=self._request)
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -1,9 +1,16 @@
 """The service's Prometheus metrics, in the default registry, all named `bridge_...`.
 
 Label values are fixed sets (providers, outcomes, status codes), never request data, so a flood
-of forged webhooks cannot grow the number of series."""
+of forged webhooks cannot grow the number of series.
 
-from prometheus_client import Counter, Gauge, Histogram
+With several workers (app/workers.py) each keeps its values in files in the directory
+`PROMETHEUS_MULTIPROC_DIR` names, which prometheus_client reads when it is imported; `exposition`
+then sums every worker's, so any worker's `/metrics` counts them all."""
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 WEBHOOKS = Counter(
     "bridge_webhooks",
@@ -17,7 +24,11 @@ WEBHOOK_SECONDS = Histogram(
     ["provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
 )
-WEBHOOKS_IN_FLIGHT = Gauge("bridge_webhooks_in_flight", "Provider webhooks being answered now.")
+WEBHOOKS_IN_FLIGHT = Gauge(
+    "bridge_webhooks_in_flight",
+    "Provider webhooks being answered now.",
+    multiprocess_mode="livesum",  # the sum over the workers alive
+)
 
 ULTRAVOX_REQUEST_SECONDS = Histogram(
     "bridge_ultravox_request_duration_seconds",
@@ -46,3 +57,24 @@ TRANSFERS = Counter(
     "started, provider_error, connected, declined, unanswered, returned, fallback).",
     ["provider", "mode", "outcome"],
 )
+
+
+def _registry() -> CollectorRegistry | None:
+    """The registry of every worker's values in multi-worker mode; None for this process's own
+    default registry. Set by serve for the workers, not a setting: read where prometheus_client
+    reads it."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return None
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
+
+
+_SUMMED = _registry()
+
+
+def exposition() -> bytes:
+    """Every `bridge_` metric in Prometheus's text format: this process's, and the Python
+    process's own; with several workers, the sum of all of theirs (no process metrics)."""
+    return generate_latest() if _SUMMED is None else generate_latest(_SUMMED)

@@ -137,18 +137,21 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
     )
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
-    config = uvicorn_config(app, settings)
+def draining_server(app: FastAPI, settings: ServiceSettings) -> DrainingServer:
+    """The server for `app`, with the readiness drain and the wait for relayed calls."""
 
     def mark_draining() -> None:
         app.state.draining = True
 
-    server = DrainingServer(
-        config,
+    return DrainingServer(
+        uvicorn_config(app, settings),
         drain_seconds=settings.shutdown_drain_seconds,
         on_drain=mark_draining,
         live_relays=lambda: int(app.state.live_relays),
         relay_grace_seconds=settings.shutdown_relay_grace_seconds,
     )
-    server.run()
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
+    draining_server(app, settings).run()

@@ -130,6 +130,7 @@ class ServiceSettings(BaseSettings):
     host: str = "0.0.0.0"
     forwarded_allow_ips: str = "127.0.0.1,::1"
     port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phone_numbers: Literal["masked", "full"] = "masked"
 
@@ -366,6 +367,7 @@ class ServiceSettings(BaseSettings):
             self._agent_fields,
             self._lease_outlives_deadline,
             self._join_window_within_ttl,
+            self._workers_share_a_store,
         )
         return [problem for check in checks if (problem := check()) is not None]
 
@@ -400,6 +402,16 @@ class ServiceSettings(BaseSettings):
         if not re.match(r"^(redis|rediss|unix)://\S+$", value.get_secret_value().strip()):
             raise ValueError("must be a Redis URL such as redis://redis:6379/0 (or rediss://)")
         return SecretStr(value.get_secret_value().strip())
+
+    def _workers_share_a_store(self) -> str | None:
+        if self.web_concurrency > 1 and self.redis_url is None:
+            return (
+                f"WEB_CONCURRENCY ({self.web_concurrency}, or serve --workers) needs REDIS_URL: "
+                "each worker process keeps its own records, so a webhook repeated to another "
+                "worker would start a second Ultravox call; set REDIS_URL (redis://host:6379/0) "
+                "or run one worker"
+            )
+        return None
 
     def _lease_outlives_deadline(self) -> str | None:
         if self.dedupe_lease_seconds <= self.ultravox_deadline_seconds:

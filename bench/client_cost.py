@@ -1,6 +1,6 @@
 """What one Ultravox request costs the service's CPU with each HTTP client it could use: httpx
-with one connection pool (as before), httpx through the service's PooledTransport, and aiohttp
-(already installed as a dependency of the twilio SDK). Each sends the same call-creation
+with its own transport (one connection pool), httpx through the service's AiohttpTransport, and
+aiohttp alone (the floor for the last). Each sends the same call-creation
 requests to the local stand-in at the same concurrency; CPU time is this process's own.
 
 Usage: python bench/client_cost.py [--concurrency 50] [--requests 3000] [--delay-ms 20]
@@ -20,7 +20,7 @@ import httpx
 import uvloop
 from processes import HOST, free_port, wait_for_port
 
-from app.http_transport import PooledTransport
+from app.aiohttp_transport import AiohttpTransport
 
 BODY = {
     "systemPrompt": "You are a friendly voice assistant answering a phone call.",
@@ -57,8 +57,8 @@ async def compare(url: str, requests: int, concurrency: int) -> list[tuple[str, 
     headers = {"X-API-Key": "bench-ultravox-key"}
     rows = []
     for name, transport in (
-        ("httpx, one pool", httpx.AsyncHTTPTransport(limits=LIMITS)),
-        ("httpx, PooledTransport (8 pools)", PooledTransport(LIMITS)),
+        ("httpx, its own transport", httpx.AsyncHTTPTransport(limits=LIMITS)),
+        ("httpx, AiohttpTransport (the service's)", AiohttpTransport(LIMITS)),
     ):
         async with httpx.AsyncClient(transport=transport) as client:
 

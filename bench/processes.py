@@ -58,30 +58,53 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise SystemExit(f"the stand-in did not listen on port {port} within {timeout:g}s")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the workers of `serve --workers N`)."""
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            queue += [int(child) for child in children]
+    return tree
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
+    """Resident memory now and at its peak (VmRSS, VmHWM), in MiB, summed over the process
+    and its descendants."""
+    now = peak = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name == "VmRSS":
+                    now += int(value.split()[0]) / 1024
+                elif name == "VmHWM":
+                    peak += int(value.split()[0]) / 1024
+    return now, peak
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used (user + system, all threads): unlike wall-clock rates it
-    barely changes when other programs share the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time the process and its descendants have used (user + system, all threads): unlike
+    wall-clock rates it barely changes when other programs share the machine."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_wait_seconds(pid: int) -> float:
-    """Time the process's threads were ready to run but waited for a CPU (/proc schedstat):
-    what other programs on a shared machine add to the service's latency."""
+    """Time the threads of the process and its descendants were ready to run but waited for a
+    CPU (/proc schedstat): what other programs on a shared machine add to the latency."""
     waited = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            waited += int((task / "schedstat").read_text().split()[1])
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{member}/task").iterdir():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    waited += int((task / "schedstat").read_text().split()[1])
     return waited / 1e9
 
 

@@ -1,14 +1,19 @@
 """Benchmark of ultravox-bridge against the targets in docs/benchmarks.md, in one command:
 
-    .venv/bin/python bench/run.py            # about a minute; prints a markdown report
+    .venv/bin/python bench/run.py            # about two minutes; prints a markdown report
 
 On loopback it starts a local Ultravox stand-in (bench/standin.py) and the service as a real
-process (`ultravox-bridge serve`: one uvicorn worker, signatures on), then for each stand-in
-delay sends the same number of distinct requests at the same concurrency twice: straight to the
-stand-in, then as Twilio webhooks (each with its own CallSid, signed with the twilio SDK's
-RequestValidator) to the service, which creates one stand-in call per webhook. The service's
-added latency is the difference between the two runs' percentiles. Start-up is the time from
-process start to the first /readyz 200; memory is the worker's resident set from /proc.
+process (`ultravox-bridge serve`: one uvicorn worker unless --workers, signatures on), then for
+each stand-in delay sends the same number of distinct requests at the same concurrency twice:
+straight to the stand-in, then as Twilio webhooks (each with its own CallSid, signed with the
+twilio SDK's RequestValidator) to the service, which creates one stand-in call per webhook. The
+service's added latency is the difference between the two runs' percentiles. Start-up is the
+time from process start to the first /readyz 200; memory and CPU are the service's process and
+its workers' from /proc.
+
+Beside the service, in the same run and on the same CPU, it measures the peer (bench/peers/: a
+server of the shape of Ultravox's Node quickstart, see bench/peer.py) with the same webhooks and
+prints the ratios between the two: the comparison a user choosing between them would make.
 """
 
 import argparse
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import uvloop  # installed with uvicorn[standard], as the service uses it too
 from load import LoadResult, run_load
+from peer import peer_command, peer_env
 from processes import (
     HOST,
     Layout,
@@ -86,28 +92,50 @@ def service_env(port: int, standin_port: int) -> dict[str, str]:
 
 
 @dataclass
+class Run:
+    """One load against one server (the service or the peer): its answers and their cost."""
+
+    result: LoadResult
+    calls_created: int
+    ultravox_connections: int
+    cpu_seconds: float
+    cpu_wait_seconds: float
+
+    @property
+    def cpu_ms_per_webhook(self) -> float:
+        return 1000 * self.cpu_seconds / max(1, self.result.completed)
+
+    @property
+    def cpu_wait_ms_per_webhook(self) -> float:
+        return 1000 * self.cpu_wait_seconds / max(1, self.result.completed)
+
+
+@dataclass
+class Server:
+    """A server under test, listening on `port`, its process `pid`."""
+
+    name: str
+    port: int
+    pid: int
+
+
+@dataclass
 class Pair:
-    """One stand-in delay: the stand-in timed alone, then through the service."""
+    """One stand-in delay and concurrency: the stand-in timed alone, then through the service
+    (and the peer, when it runs)."""
 
     delay_ms: float
     concurrency: int
     direct: LoadResult
-    service: LoadResult
-    calls_created: int
-    ultravox_connections: int
-    service_cpu_seconds: float
-    service_cpu_wait_seconds: float
+    runs: dict[str, Run]
 
     @property
-    def cpu_ms_per_webhook(self) -> float:
-        return 1000 * self.service_cpu_seconds / max(1, self.service.completed)
+    def service(self) -> LoadResult:
+        return self.runs["service"].result
 
-    @property
-    def cpu_wait_ms_per_webhook(self) -> float:
-        return 1000 * self.service_cpu_wait_seconds / max(1, self.service.completed)
-
-    def added_ms(self, fraction: float) -> float:
-        return self.service.percentile_ms(fraction) - self.direct.percentile_ms(fraction)
+    def added_ms(self, fraction: float, name: str = "service") -> float:
+        through = self.runs[name].result.percentile_ms(fraction)
+        return through - self.direct.percentile_ms(fraction)
 
 
 def load(
@@ -121,34 +149,52 @@ def load(
     return uvloop.run(run_load(HOST, port, requests, concurrency, check, seconds, ramp))
 
 
-def measure_pair(
-    args: argparse.Namespace, delay_ms: float, pid: int, port: int, standin: int
-) -> Pair:
-    http_get(standin, f"/_delay/{delay_ms:g}", method="POST")
-    warm = min(args.requests, 4 * args.concurrency)
-    ramp, seconds, concurrency = delay_ms / 1000, args.max_seconds, args.concurrency
-    warm_seconds = min(seconds, WARM_UP_SECONDS)
-    load(standin, ultravox_requests(standin, warm), concurrency, created, warm_seconds, ramp)
-    direct_requests = ultravox_requests(standin, args.requests)
-    direct = load(standin, direct_requests, concurrency, created, seconds, ramp)
-    load(port, twilio_webhooks(port, warm), concurrency, answered, warm_seconds, ramp)
-    webhooks = twilio_webhooks(port, args.requests)
+def measure_run(
+    server: Server, standin: int, count: int, concurrency: int, seconds: float, ramp: float
+) -> Run:
+    warm = min(count, 4 * concurrency)
+    load(
+        server.port,
+        twilio_webhooks(server.port, warm),
+        concurrency,
+        answered,
+        WARM_UP_SECONDS,
+        ramp,
+    )
+    webhooks = twilio_webhooks(server.port, count)
     before = json.loads(http_get(standin, "/_stats")[1])
-    cpu_before, wait_before = cpu_seconds(pid), cpu_wait_seconds(pid)
-    service = load(port, webhooks, concurrency, answered, seconds, ramp)
-    cpu_used = cpu_seconds(pid) - cpu_before
-    cpu_waited = cpu_wait_seconds(pid) - wait_before
+    cpu_before, wait_before = cpu_seconds(server.pid), cpu_wait_seconds(server.pid)
+    result = load(server.port, webhooks, concurrency, answered, seconds, ramp)
+    cpu_used = cpu_seconds(server.pid) - cpu_before
+    cpu_waited = cpu_wait_seconds(server.pid) - wait_before
     after = json.loads(http_get(standin, "/_stats")[1])
-    return Pair(
-        delay_ms,
-        args.concurrency,
-        direct,
-        service,
+    return Run(
+        result,
         after["created"] - before["created"],
         after["connections"] - before["connections"],
         cpu_used,
         cpu_waited,
     )
+
+
+def measure_pair(
+    delay_ms: float,
+    concurrency: int,
+    count: int,
+    seconds: float,
+    servers: list[Server],
+    standin: int,
+) -> Pair:
+    http_get(standin, f"/_delay/{delay_ms:g}", method="POST")
+    warm = min(count, 4 * concurrency)
+    ramp = delay_ms / 1000
+    load(standin, ultravox_requests(standin, warm), concurrency, created, WARM_UP_SECONDS, ramp)
+    direct = load(standin, ultravox_requests(standin, count), concurrency, created, seconds, ramp)
+    runs = {
+        server.name: measure_run(server, standin, count, concurrency, seconds, ramp)
+        for server in servers
+    }
+    return Pair(delay_ms, concurrency, direct, runs)
 
 
 def log_events(log: Path) -> str:
@@ -182,47 +228,110 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def report(
-    args: argparse.Namespace,
-    layout: Layout,
-    pairs: list[Pair],
-    startups: list[float],
-    memory: dict[str, tuple[float, float]],
-    events: str,
-    loads: tuple[str, str],
-    elapsed: float,
-) -> str:
-    out = ["## ultravox-bridge benchmark", ""]
-    out.append(f"- Machine: {machine()}")
-    out.append(f"- Load average (1/5/15 min) before: {loads[0]}; after: {loads[1]}")
-    out.append(
-        "- Service: `ultravox-bridge serve`, one uvicorn worker, Twilio signatures verified, "
-        f"INFO logs to a file; {layout.describe()}"
-    )
-    out.append(
-        f"- Each row: {args.requests} distinct requests at {args.concurrency} concurrent "
-        f"connections, after {min(args.requests, 4 * args.concurrency)} warm-up requests; "
-        f"run time {elapsed:.0f} s"
-    )
-    out += [
-        "",
-        "| Stand-in delay | Stand-in alone p50 / p99 | Through the service p50 / p99 "
-        "| Added p50 / p99 | Webhooks/s | CPU per webhook | Waited for a CPU per webhook "
-        "| Errors | Calls created | Connections to the stand-in |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+@dataclass
+class Results:
+    """Everything one benchmark run measured."""
+
+    pairs: list[Pair]
+    one_connection: Pair
+    startups: list[float]
+    memory: dict[str, tuple[float, float]]
+    events: str
+    loads: tuple[str, str]
+    peer: str
+    elapsed: float
+
+
+def pair_rows(pairs: list[Pair]) -> list[str]:
+    rows = [
+        "| Server | Stand-in delay | Concurrency | Stand-in alone p50 / p99 "
+        "| Through the server p50 / p99 | Added p50 / p99 | Webhooks/s | CPU per webhook "
+        "| Waited for a CPU per webhook | Errors | Calls created | Connections to the stand-in |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for pair in pairs:
-        direct, service = pair.direct, pair.service
-        errors = ", ".join(f"{n} {why}" for why, n in service.failures.items()) or "0"
+        direct = pair.direct
+        for name, run in pair.runs.items():
+            through = run.result
+            errors = ", ".join(f"{n} {why}" for why, n in through.failures.items()) or "0"
+            rows.append(
+                f"| {name} | {pair.delay_ms:g} ms | {pair.concurrency} "
+                f"| {direct.percentile_ms(0.5):.2f} / {direct.percentile_ms(0.99):.2f} ms "
+                f"| {through.percentile_ms(0.5):.2f} / {through.percentile_ms(0.99):.2f} ms "
+                f"| {pair.added_ms(0.5, name):.2f} / {pair.added_ms(0.99, name):.2f} ms "
+                f"| {through.throughput:.0f} | {run.cpu_ms_per_webhook:.2f} ms "
+                f"| {run.cpu_wait_ms_per_webhook:.2f} ms | {errors} "
+                f"| {run.calls_created} / {through.completed} | {run.ultravox_connections} |"
+            )
+    return rows
+
+
+def side_by_side(results: Results) -> list[str]:
+    """The service against the peer, as ratios from this one run (issue 15's targets)."""
+    latency = max(results.pairs, key=lambda pair: pair.delay_ms)
+    fastest = min(results.pairs, key=lambda pair: pair.delay_ms)
+    one = results.one_connection
+    out = [
+        "| Load | Service | Peer | Service / peer | Target | Met |",
+        "| --- | ---: | ---: | ---: | --- | :---: |",
+    ]
+
+    def row(name: str, service: float, peer: float, unit: str, target: str, met: bool) -> None:
+        ratio = service / peer if peer else float("inf")
         out.append(
-            f"| {pair.delay_ms:g} ms "
-            f"| {direct.percentile_ms(0.5):.2f} / {direct.percentile_ms(0.99):.2f} ms "
-            f"| {service.percentile_ms(0.5):.2f} / {service.percentile_ms(0.99):.2f} ms "
-            f"| {pair.added_ms(0.5):.2f} / {pair.added_ms(0.99):.2f} ms "
-            f"| {service.throughput:.0f} | {pair.cpu_ms_per_webhook:.2f} ms "
-            f"| {pair.cpu_wait_ms_per_webhook:.2f} ms | {errors} "
-            f"| {pair.calls_created} / {service.completed} | {pair.ultravox_connections} |"
+            f"| {name} | {service:.2f}{unit} | {peer:.2f}{unit} | {ratio:.2f} | {target} "
+            f"| {'yes' if met else '**no**'} |"
         )
+
+    if latency.delay_ms > 0:
+        where = f"{latency.concurrency} connections, stand-in {latency.delay_ms:g} ms"
+        for label, fraction in (("p50", 0.5), ("p99", 0.99)):
+            service, peer = latency.added_ms(fraction), latency.added_ms(fraction, "peer")
+            row(f"{where}: added {label}", service, peer, " ms", "<= peer's", service <= peer)
+    service = fastest.runs["service"].result.throughput
+    peer = fastest.runs["peer"].result.throughput
+    row(
+        f"Saturation: webhooks/s, {fastest.concurrency} connections, "
+        f"stand-in {fastest.delay_ms:g} ms",
+        service,
+        peer,
+        "",
+        ">= 0.5 x peer's (goal 1.0)",
+        service >= 0.5 * peer,
+    )
+    service = one.runs["service"].result.percentile_ms(0.5)
+    peer = one.runs["peer"].result.percentile_ms(0.5)
+    row(
+        "One connection, stand-in 0 ms: p50",
+        service,
+        peer,
+        " ms",
+        "<= peer's + 1 ms",
+        service <= peer + 1.0,
+    )
+    return out
+
+
+def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
+    pairs, startups, memory = results.pairs, results.startups, results.memory
+    out = ["## ultravox-bridge benchmark", ""]
+    out.append(f"- Machine: {machine()}")
+    out.append(f"- Load average (1/5/15 min) before: {results.loads[0]}; after: {results.loads[1]}")
+    out.append(
+        f"- Service: `ultravox-bridge serve`, {args.workers} uvicorn worker(s), store "
+        f"{'Redis' if args.redis else 'in memory'}, Twilio signatures verified, INFO logs to a "
+        f"file; `app` from {args.source or 'this tree'}; {layout.describe()}"
+    )
+    out.append(f"- Peer (bench/peers/quickstart.js, no signature check): {results.peer}")
+    out.append(
+        f"- Each row: {args.requests} distinct requests, after "
+        f"{min(args.requests, 4 * args.concurrency)} warm-up requests; run time "
+        f"{results.elapsed:.0f} s"
+    )
+    out += ["", *pair_rows([*pairs, results.one_connection])]
+    if "peer" in results.one_connection.runs:
+        out += ["", "### Side by side with the Node quickstart's shape", ""]
+        out += side_by_side(results)
     latency = max(pairs, key=lambda pair: pair.delay_ms)
     fastest = min(pairs, key=lambda pair: pair.delay_ms)
     rss_after, rss_peak = memory["after"]
@@ -260,8 +369,9 @@ def report(
             rss_peak <= TARGET_RSS_MB,
         ),
     ]
-    out += ["", f"Service log events (all start-ups and runs): {events}"]
-    out += ["", "| Target | Measured | Goal | Met |", "| --- | ---: | ---: | :---: |"]
+    out += ["", f"Service log events (all start-ups and runs): {results.events}"]
+    out += ["", "### The service's own targets", ""]
+    out += ["| Target | Measured | Goal | Met |", "| --- | ---: | ---: | :---: |"]
     for name, measured, goal, met in checks:
         out.append(f"| {name} | {measured} | {goal} | {'yes' if met else '**no**'} |")
     return "\n".join(out)
@@ -278,6 +388,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--startups", type=int, default=3, help="extra start-ups to time")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="service worker processes (WEB_CONCURRENCY; over 1 implies --redis and --no-pin)",
+    )
+    parser.add_argument(
+        "--redis", action="store_true", help="de-duplicate through a local redis-server"
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        help="run the service's `app` from this directory, e.g. an older commit's "
+        "(`git archive COMMIT app | tar -x -C DIR`), for before/after comparisons",
+    )
+    parser.add_argument(
+        "--no-peer", action="store_true", help="do not run the Node peer (bench/peers/)"
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also sample the service with py-spy (at the last delay)",
@@ -285,7 +413,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile-out", type=Path, help="with --profile: keep py-spy's collapsed stacks here"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.workers > 1:  # the workers need the shared store, and more than one CPU
+        args.redis, args.no_pin = True, True
+    return args
 
 
 def time_startup(command: list[str], env: dict[str, str], cwd: Path, layout: Layout) -> float:
@@ -296,59 +427,95 @@ def time_startup(command: list[str], env: dict[str, str], cwd: Path, layout: Lay
         return time.perf_counter() - began
 
 
+def measure(
+    args: argparse.Namespace, servers: list[Server], standin: int
+) -> tuple[list[Pair], Pair]:
+    """Every delay at the set concurrency, then one connection at a 0 ms stand-in."""
+    delays = [float(value) for value in args.delays.split(",")]
+    count, seconds = args.requests, args.max_seconds
+    pairs = [
+        measure_pair(delay, args.concurrency, count, seconds, servers, standin) for delay in delays
+    ]
+    one = measure_pair(0, 1, min(count, 1000), seconds, servers, standin)
+    return pairs, one
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    delays = [float(value) for value in args.delays.split(",")]
     layout = Layout.choose(pinning=not args.no_pin)
     pin(layout.others)
     load_before = load_average()
     began = time.perf_counter()
     command = service_command()
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as scratch:
+    peer_cmd, peer_note = (None, "not run (--no-peer)") if args.no_peer else peer_command()
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bridge-b-") as tmp:
         # The service runs in an empty directory, so no `.env` of the developer's is read.
-        cwd = Path(scratch)
-        standin_port, port = free_port(), free_port()
+        cwd = Path(tmp)
+        standin_port, port, peer_port = free_port(), free_port(), free_port()
         standin_cmd = [sys.executable, str(BENCH_DIR / "standin.py"), "--port", str(standin_port)]
         env = service_env(port, standin_port)
-        with started(standin_cmd, dict(os.environ), cwd, cwd / "standin.log", layout.others) as s:
-            wait_for_port(standin_port, s)
-            startups = [time_startup(command, env, cwd, layout) for _ in range(args.startups)]
-            process_began = time.perf_counter()
-            with started(command, env, cwd, cwd / "service.log", layout.service) as service:
-                wait_ready(port, service)
-                startups.append(time.perf_counter() - process_began)
-                memory = {"ready": rss_mb(service.pid)}
-                pairs = [
-                    measure_pair(args, delay, service.pid, port, standin_port) for delay in delays
-                ]
-                memory["after"] = rss_mb(service.pid)
-                events = log_events(cwd / "service.log")
-                profile_text = None
-                if args.profile:
-                    webhooks = twilio_webhooks(port, args.requests)
-                    ramp = delays[-1] / 1000
+        if args.source is not None:  # ahead of the installed (editable) `app`
+            env["PYTHONPATH"] = str(args.source.resolve())
+        if args.workers > 1:
+            env["WEB_CONCURRENCY"] = str(args.workers)
+        if args.redis:
+            redis_port = free_port()
+            redis_cmd = ["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", ""]
+            redis = stack.enter_context(
+                started(redis_cmd, dict(os.environ), cwd, cwd / "redis.log", layout.others)
+            )
+            wait_for_port(redis_port, redis)
+            env["REDIS_URL"] = f"redis://{HOST}:{redis_port}/0"
+        standin = stack.enter_context(
+            started(standin_cmd, dict(os.environ), cwd, cwd / "standin.log", layout.others)
+        )
+        wait_for_port(standin_port, standin)
+        startups = [time_startup(command, env, cwd, layout) for _ in range(args.startups)]
+        process_began = time.perf_counter()
+        service = stack.enter_context(
+            started(command, env, cwd, cwd / "service.log", layout.service)
+        )
+        wait_ready(port, service)
+        startups.append(time.perf_counter() - process_began)
+        memory = {"ready": rss_mb(service.pid)}
+        servers = [Server("service", port, service.pid)]
+        if peer_cmd is not None:
+            # On the service's CPU: both get the same single core, measured one at a time.
+            peer_log, penv = cwd / "peer.log", peer_env(peer_port, standin_port)
+            peer = stack.enter_context(started(peer_cmd, penv, cwd, peer_log, layout.service))
+            wait_ready(peer_port, peer)
+            servers.append(Server("peer", peer_port, peer.pid))
+        pairs, one_connection = measure(args, servers, standin_port)
+        memory["after"] = rss_mb(service.pid)
+        events = log_events(cwd / "service.log")
+        profile_text = None
+        if args.profile:
+            webhooks = twilio_webhooks(port, args.requests)
+            ramp = pairs[-1].delay_ms / 1000
+            http_get(standin_port, f"/_delay/{pairs[-1].delay_ms:g}", method="POST")
 
-                    def drive() -> LoadResult:
-                        return load(
-                            port, webhooks, args.concurrency, answered, args.max_seconds, ramp
-                        )
+            def drive() -> LoadResult:
+                return load(port, webhooks, args.concurrency, answered, args.max_seconds, ramp)
 
-                    profile_text = profile(service.pid, drive, cwd, args.profile_out)
-    text = report(
-        args,
-        layout,
+            profile_text = profile(service.pid, drive, cwd, args.profile_out)
+    results = Results(
         pairs,
+        one_connection,
         startups,
         memory,
         events,
         (load_before, load_average()),
+        peer_note,
         time.perf_counter() - began,
     )
-    print(text)
+    print(report(args, layout, results))
     if profile_text is not None:
-        print(f"\n### Where the service spends its time (py-spy, {delays[-1]:g} ms stand-in)\n")
+        print(f"\n### Where the service spends its time (py-spy, {pairs[-1].delay_ms:g} ms)\n")
         print(profile_text)
-    failed = sum(pair.direct.errors + pair.service.errors for pair in pairs)
+    failed = sum(
+        pair.direct.errors + sum(run.result.errors for run in pair.runs.values())
+        for pair in [*pairs, one_connection]
+    )
     if failed:
         print(f"\n{failed} request(s) did not get the expected answer", file=sys.stderr)
     return 1 if failed else 0

@@ -16,7 +16,9 @@ from nacl.signing import SigningKey
 from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
 from twilio.request_validator import RequestValidator
 
+from app import main as app_main
 from app.config import Settings
+from app.http_transport import CappedTransport
 from app.main import create_app
 from tests.redis_server import RedisServer
 
@@ -46,6 +48,19 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(autouse=True)
+def _ultravox_through_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """respx mocks Ultravox inside httpx's own transport; the service sends through aiohttp
+    (tested against a loopback server in test_aiohttp_transport.py). So in tests the app sends
+    through httpx's transport, under the same answer-size cap, and every respx mock sees the
+    exact request the service built."""
+    monkeypatch.setattr(
+        app_main,
+        "ultravox_transport",
+        lambda: CappedTransport(httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS)),
+    )
 
 
 @asynccontextmanager

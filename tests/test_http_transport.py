@@ -1,52 +1,52 @@
-"""The pooled transport: requests spread over small pools, answers unchanged."""
+"""The answer-size cap's decoding: what httpx would decode above its transport, decoded here
+within the cap (the cap itself on the wire: tests/test_aiohttp_transport.py and
+tests/api/test_upstream_limits.py)."""
 
-import asyncio
+import gzip
+import zlib
 
 import httpx
 import pytest
-import respx
 
-from app.http_transport import PooledTransport
+from app.http_transport import CappedTransport, ResponseTooLarge
 
-URL = "https://ultravox.test/api/calls"
-
-
-async def test_concurrent_requests_go_to_the_least_busy_pools_and_get_their_answers() -> None:
-    transport = PooledTransport(httpx.Limits(max_connections=16, max_keepalive_connections=8), 4)
-    release, all_arrived = asyncio.Event(), asyncio.Event()
-    arrived = 0
-
-    async def held_answer(request: httpx.Request) -> httpx.Response:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 8:
-            all_arrived.set()
-        await release.wait()
-        return httpx.Response(201, json={"n": int(request.headers["n"])})
-
-    with respx.mock(assert_all_called=True) as router:
-        router.post(URL).mock(side_effect=held_answer)
-        async with httpx.AsyncClient(transport=transport) as client:
-            sends = [asyncio.create_task(client.post(URL, headers={"n": str(n)})) for n in range(8)]
-            await asyncio.wait_for(all_arrived.wait(), timeout=5)
-            busy = list(transport._in_flight)
-            release.set()
-            answers = await asyncio.gather(*sends)
-
-    assert busy == [2, 2, 2, 2]
-    assert [answer.json() for answer in answers] == [{"n": n} for n in range(8)]
-    assert transport._in_flight == [0, 0, 0, 0]
+BODY = b'{"callId": "c1", "joinUrl": "wss://j"}' * 100
 
 
-def test_pools_share_the_limits_and_one_tls_context() -> None:
-    transport = PooledTransport(httpx.Limits(max_connections=200, max_keepalive_connections=50))
-    pools = transport._pools
-    assert len(pools) == 8
-    assert {pool._pool._max_connections for pool in pools} == {25}
-    assert {pool._pool._max_keepalive_connections for pool in pools} == {7}
-    assert len({id(pool._pool._ssl_context) for pool in pools}) == 1
+async def fetch(encoding: str, body: bytes, max_bytes: int = 1024 * 1024) -> httpx.Response:
+    def upstream(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": encoding}, content=body)
+
+    transport = CappedTransport(httpx.MockTransport(upstream), max_bytes)
+    async with httpx.AsyncClient(transport=transport) as http:
+        return await http.get("https://ultravox.test/api/calls")
 
 
-def test_at_least_one_pool() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        PooledTransport(httpx.Limits(), pools=0)
+@pytest.mark.parametrize(
+    ("encoding", "encoded"),
+    [
+        ("gzip", gzip.compress(BODY)),
+        ("GZip ", gzip.compress(BODY)),
+        ("deflate", zlib.compress(BODY)),
+        ("deflate", zlib.compress(BODY)[2:-4]),  # raw deflate, as some servers send it
+        ("identity", BODY),
+    ],
+)
+async def test_each_accepted_encoding_is_decoded_once(encoding: str, encoded: bytes) -> None:
+    response = await fetch(encoding, encoded)
+    assert response.content == BODY
+    assert response.headers.get("content-encoding", "identity") == "identity"  # not decoded twice
+
+
+async def test_the_cap_counts_decoded_bytes() -> None:
+    encoded = gzip.compress(BODY)
+    assert (await fetch("gzip", encoded, max_bytes=len(BODY))).content == BODY
+    with pytest.raises(ResponseTooLarge, match=f"is over {len(BODY) - 1} bytes"):
+        await fetch("gzip", encoded, max_bytes=len(BODY) - 1)
+
+
+async def test_a_corrupt_compressed_answer_is_a_decoding_error() -> None:
+    with pytest.raises(httpx.DecodingError):
+        await fetch("gzip", b"\x1f\x8b not gzip at all")
+    with pytest.raises(httpx.DecodingError):
+        await fetch("deflate", b"\xff\xfe neither zlib nor raw deflate")

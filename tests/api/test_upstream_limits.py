@@ -105,6 +105,23 @@ async def test_ultravox_answer_declaring_a_length_past_the_cap_is_not_read_at_al
     assert body.sent == 0
 
 
+async def test_ultravox_answer_decoding_past_the_cap_gives_the_caller_the_fallback(
+    apis: respx.MockRouter,
+) -> None:
+    created = created_call().content
+    padded = created[:-1] + b',"pad":"' + b"x" * 64 * 1024 * 1024 + b'"}'  # a valid answer
+    bomb = gzip.compress(padded, compresslevel=9)  # of about 64 KiB
+    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    route = apis.post(f"{API_URL}/calls").mock(
+        return_value=httpx.Response(201, headers=headers, content=bomb)
+    )
+    async with running_app(make_settings()) as client:
+        response = await twilio_webhook(twilio_fields()).send(client)
+    assert "<Say>Sorry, our assistant cannot take your call right now." in response.text
+    assert "<Stream" not in response.text
+    assert route.call_count == 1  # sent, so not retried
+
+
 async def test_ultravox_answer_just_under_the_cap_is_read(apis: respx.MockRouter) -> None:
     created = created_call()
     padded = created.content[:-1] + b"," + b'"pad":"' + b"x" * (MAX_RESPONSE_BYTES - 200) + b'"}'

@@ -127,8 +127,10 @@ import httpx
 import respx
 
 import app
+import app.main
 from app.cli import build_parser
 from app.config import load_settings
+from app.http_transport import CappedTransport
 from app.main import create_app
 from app.providers.fake.simulator import FakeSimulator
 from app.routing import RoutesFileError, load_routing_table
@@ -139,6 +141,8 @@ JOIN_URL = "wss://voice.ultravox.test/calls/fake/join"
 os.environ["FAKE_TOKEN"] = "fake-token-0123456789"
 settings = load_settings(_env_file=None, ultravox_api_key="k", ultravox_api_url=API_URL)
 routes = Path("routes.yaml")
+# respx mocks httpx's own transport, as tests/conftest.py arranges for every in-process test.
+app.main.ultravox_transport = lambda: CappedTransport(httpx.AsyncHTTPTransport())
 
 
 def routes_file_takes(provider):

@@ -1,0 +1,438 @@
+"""The aiohttp transport against a real HTTP server on loopback: what goes over the wire is the
+request httpx built, what comes back is an ordinary httpx response, and every failure is the
+httpx exception httpx's own transport would raise (the Ultravox client's retries depend on it).
+Then the service's own composition, aiohttp under the answer-size cap, against oversized and
+compressed answers."""
+
+import asyncio
+import gzip
+import json
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from app.aiohttp_transport import AiohttpTransport
+from app.http_transport import MAX_RESPONSE_BYTES, CappedTransport, ResponseTooLarge
+from app.main import ultravox_transport
+from app.ultravox import UltravoxClient, UltravoxConnectionError, UltravoxTransportError
+
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+
+
+@dataclass
+class Received:
+    line: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+async def read_request(reader: asyncio.StreamReader) -> Received:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = [tuple(h.split(": ", 1)) for h in head[1:] if h]
+    length = int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+    body = await reader.readexactly(length)
+    return Received(head[0], headers, body)  # type: ignore[arg-type]
+
+
+def raw_headers(request: httpx.Request) -> list[tuple[str, str]]:
+    return [(k.decode(), v.decode()) for k, v in request.headers.raw]
+
+
+def answer(status: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Loopback:
+    """A TCP server on 127.0.0.1 that runs `handler` for each connection."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.received: list[Received] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def loopback(handler: Handler) -> AsyncIterator[tuple[Loopback, str]]:
+    server = Loopback(handler)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield server, f"http://127.0.0.1:{port}"
+        listener.close()
+
+
+@asynccontextmanager
+async def client(**kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = AiohttpTransport(kwargs.pop("limits", LIMITS))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, **kwargs) as http:  # type: ignore[arg-type]
+        yield http
+
+
+def serving(server_answer: bytes) -> Handler:
+    """A keep-alive server giving every request the same answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            received = await read_request(reader)
+            SEEN.append(received)
+            writer.write(server_answer)
+            await writer.drain()
+
+    return handler
+
+
+SEEN: list[Received] = []
+
+
+@pytest.fixture(autouse=True)
+def _forget_requests() -> None:
+    SEEN.clear()
+
+
+async def test_the_server_receives_exactly_the_request_httpx_built() -> None:
+    async with loopback(serving(answer("201 Created", b"{}"))) as (_, base), client() as http:
+        request = http.build_request(
+            "POST",
+            f"{base}/api/agents/a%2Fb%20c/calls?enableGreetingPrompt=false",
+            json={"systemPrompt": "Hé", "medium": {"twilio": {}}},
+            headers={"X-API-Key": "key-1"},
+        )
+        await http.send(request)
+
+    (received,) = SEEN
+    assert received.line == ("POST /api/agents/a%2Fb%20c/calls?enableGreetingPrompt=false HTTP/1.1")
+    # The same headers, spelt and ordered the same, and nothing of aiohttp's own added.
+    assert received.headers == raw_headers(request)
+    assert received.body == request.content
+    assert json.loads(received.body) == {"systemPrompt": "Hé", "medium": {"twilio": {}}}
+
+
+async def test_a_delete_without_body_gets_only_a_zero_content_length_added() -> None:
+    """aiohttp always declares the (empty) body of a DELETE; httpx's transport sends no
+    Content-Length. Both are valid HTTP/1.1; nothing else differs."""
+    async with loopback(serving(answer("204 No Content", b""))) as (_, base), client() as http:
+        request = http.build_request("DELETE", f"{base}/api/calls/c1")
+        response = await http.send(request)
+
+    assert response.status_code == 204
+    (received,) = SEEN
+    assert received.line == "DELETE /api/calls/c1 HTTP/1.1"
+    assert received.headers == [*raw_headers(request), ("Content-Length", "0")]
+    assert received.body == b""
+
+
+async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -> None:
+    raw = answer(
+        "429 Slow Down",
+        b'{"detail": "busy"}',
+        "Content-Type: application/json",
+        "Retry-After: 3",
+        "X-Trace: one",
+        "X-Trace: two",
+    )
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.status_code == 429
+    assert response.reason_phrase == "Slow Down"
+    assert response.http_version == "HTTP/1.1"
+    assert response.headers["retry-after"] == "3"
+    assert response.headers.get_list("x-trace") == ["one", "two"]
+    assert response.json() == {"detail": "busy"}
+
+
+async def test_a_compressed_body_is_decoded_once_by_httpx() -> None:
+    body = gzip.compress(b'{"joinUrl": "wss://x"}')
+    raw = answer("201 Created", body, "Content-Encoding: gzip", "Content-Type: application/json")
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.json() == {"joinUrl": "wss://x"}
+
+
+async def test_a_chunked_body_is_read_whole() -> None:
+    raw = (
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5\r\n{"a":\r\n3\r\n 1}\r\n0\r\n\r\n'
+    )
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.json() == {"a": 1}
+
+
+async def test_a_redirect_is_returned_not_followed() -> None:
+    raw = answer("307 Temporary Redirect", b"", "Location: /elsewhere")
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.status_code == 307
+    assert response.headers["location"] == "/elsewhere"
+    assert len(SEEN) == 1
+
+
+async def test_requests_reuse_one_keep_alive_connection() -> None:
+    async with loopback(serving(answer("200 OK", b"{}"))) as (server, base), client() as http:
+        for _ in range(3):
+            assert (await http.get(f"{base}/api/calls")).status_code == 200
+
+    assert len(SEEN) == 3
+    assert server.connections == 1
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    async with loopback(serving(b"")) as (_, base):
+        pass  # the port is closed again
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    async with loopback(silent) as (_, base), client() as http:
+        began = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(f"{base}/api/calls", json={}, timeout=0.2)
+        assert time.monotonic() - began < 2
+
+
+async def test_waiting_too_long_for_a_free_connection_is_a_connect_timeout() -> None:
+    """Like httpx's PoolTimeout, nothing was sent: the Ultravox client may retry it."""
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await release.wait()
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+
+    one = httpx.Limits(max_connections=1)
+    async with loopback(slow) as (server, base), client(limits=one) as http:
+        first = asyncio.create_task(http.get(f"{base}/first", timeout=5))
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.ConnectTimeout):
+            await http.get(f"{base}/second", timeout=0.2)
+        release.set()
+        assert (await first).status_code == 200
+    assert server.connections == 1
+
+
+async def test_a_connection_closed_without_an_answer_is_a_protocol_error() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with loopback(hang_up) as (_, base), client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_a_body_cut_short_is_a_protocol_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"joinUrl"')
+        await writer.drain()
+
+    async with loopback(cut) as (_, base), client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+
+    async with loopback(garbage) as (_, base), client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_closing_the_client_closes_its_connections() -> None:
+    closed = asyncio.Event()
+
+    async def until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+        await reader.read()  # returns at the client's end of the connection
+        closed.set()
+
+    async with loopback(until_eof) as (_, base):
+        async with client() as http:
+            await http.get(f"{base}/api/calls")
+        await asyncio.wait_for(closed.wait(), timeout=2)
+
+
+async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_one() -> None:
+    """The retry rules of `UltravoxClient` hold over this transport: never reached -> retried
+    until the deadline; broken after sending -> one attempt, the call may exist."""
+    async with loopback(serving(b"")) as (_, base):
+        pass
+    async with client() as http:
+        ultravox = UltravoxClient(
+            http, api_url=f"{base}/api", api_key="k", deadline_seconds=0.3, backoff_base=0.01
+        )
+        with pytest.raises(UltravoxConnectionError):
+            await ultravox.create_call({})
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with loopback(hang_up) as (server, base), client() as http:
+        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
+        with pytest.raises(UltravoxTransportError):
+            await ultravox.create_call({})
+    assert server.connections == 1
+
+
+async def test_the_ultravox_client_creates_a_call_through_it() -> None:
+    raw = answer("201 Created", b'{"callId": "c1", "joinUrl": "wss://j"}')
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k-1", deadline_seconds=2)
+        call = await ultravox.create_call({"systemPrompt": "hi"})
+
+    assert (call.call_id, call.join_url) == ("c1", "wss://j")
+    (received,) = SEEN
+    assert received.line == "POST /api/calls HTTP/1.1"
+    assert ("X-API-Key", "k-1") in received.headers
+    assert json.loads(received.body) == {"systemPrompt": "hi"}
+
+
+def test_the_service_sends_ultravox_requests_through_it_under_the_cap() -> None:
+    # Tests elsewhere run on httpx's own transport, which respx mocks (see conftest.py); the
+    # tests below send through this very composition.
+    transport = ultravox_transport()
+    assert isinstance(transport, CappedTransport)
+    assert isinstance(transport._transport, AiohttpTransport)
+
+
+# The answer-size cap (app/http_transport.py) on the service's own path to Ultravox.
+
+CHUNK = 64 * 1024
+HUGE = 300 * 1024 * 1024
+
+
+@asynccontextmanager
+async def service_client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=ultravox_transport()) as http:
+        yield http
+
+
+class Flood:
+    """Answers every request with `head`, then up to 300 MiB of spaces, until the client stops
+    reading; `sent` counts what was written, `done` is set when writing stopped."""
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.sent = 0
+        self.done = asyncio.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(self.head)
+        try:
+            while self.sent < HUGE:
+                writer.write(b" " * CHUNK)
+                await writer.drain()
+                self.sent += CHUNK
+        finally:
+            self.done.set()
+
+
+async def test_an_answer_declaring_a_length_past_the_cap_is_refused_at_once() -> None:
+    flood = Flood(f"HTTP/1.1 201 Created\r\nContent-Length: {HUGE}\r\n\r\n".encode())
+    async with loopback(flood) as (server, base), service_client() as http:
+        with pytest.raises(ResponseTooLarge, match="is over 1048576 bytes"):
+            await http.post(f"{base}/api/calls", json={})
+        await asyncio.wait_for(flood.done.wait(), timeout=5)  # the connection was closed
+    # What the sockets' buffers took before the client hung up; nothing of it was read.
+    assert flood.sent < 16 * 1024 * 1024
+    assert server.connections == 1
+
+
+async def test_an_endless_answer_is_read_no_further_than_the_cap() -> None:
+    flood = Flood(b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n")
+    async with loopback(flood) as (_, base), service_client() as http:
+        with pytest.raises(ResponseTooLarge):
+            await http.post(f"{base}/api/calls", json={})
+        await asyncio.wait_for(flood.done.wait(), timeout=5)
+    assert MAX_RESPONSE_BYTES < flood.sent < 16 * 1024 * 1024
+
+
+def bomb(size: int = 64 * 1024 * 1024) -> bytes:
+    """A gzip body of about 64 KiB that decodes to `size` bytes."""
+    return gzip.compress(b"\0" * size, compresslevel=9)
+
+
+async def test_a_compressed_answer_decoding_past_the_cap_is_refused_in_bounded_memory() -> None:
+    raw = answer("201 Created", bomb(), "Content-Encoding: gzip")
+    assert len(raw) < MAX_RESPONSE_BYTES
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLarge):
+                await http.post(f"{base}/api/calls", json={})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    # The cap and one decoding step, not the 64 MiB the body inflates to.
+    assert peak < 3 * MAX_RESPONSE_BYTES
+
+
+async def test_a_compressed_answer_under_the_cap_is_decoded_once() -> None:
+    body = json.dumps({"joinUrl": "wss://x", "pad": "y" * (MAX_RESPONSE_BYTES - 100)}).encode()
+    raw = answer("201 Created", gzip.compress(body), "Content-Encoding: gzip")
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+
+    assert response.content == body
+    assert "content-encoding" not in response.headers
+
+
+async def test_requests_ask_only_for_encodings_decoded_within_the_cap() -> None:
+    async with loopback(serving(answer("200 OK", b"{}"))) as (_, base), service_client() as http:
+        await http.get(f"{base}/api/calls", headers={"Accept-Encoding": "br, zstd, gzip"})
+
+    (received,) = SEEN
+    assert ("Accept-Encoding", "gzip, deflate") in received.headers
+
+
+async def test_an_answer_in_an_encoding_not_asked_for_is_a_decoding_error() -> None:
+    raw = answer("201 Created", b"\x1b\x00\x00", "Content-Encoding: br")
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        with pytest.raises(httpx.DecodingError, match="encoded as 'br'"):
+            await http.post(f"{base}/api/calls", json={})
+
+
+async def test_the_ultravox_client_takes_a_compressed_flood_as_a_failed_request() -> None:
+    """Sent, so never retried (the call may exist): the bridge answers with the fallback."""
+    raw = answer("201 Created", bomb(), "Content-Encoding: gzip")
+    async with loopback(serving(raw)) as (server, base), service_client() as http:
+        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
+        with pytest.raises(UltravoxTransportError, match="is over 1048576 bytes"):
+            await ultravox.create_call({})
+    assert len(SEEN) == 1
+    assert server.connections == 1
