@@ -1,4 +1,5 @@
-"""Client for Ultravox's REST API: creates calls within a deadline, retrying what can help."""
+"""Client for Ultravox's REST API: creates, reads and ends calls within a deadline, retrying
+what can help."""
 
 import asyncio
 import email.utils
@@ -7,7 +8,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -92,7 +93,19 @@ class UltravoxRequestError(UltravoxHTTPError):
 
 
 class UltravoxBadResponse(UltravoxError):
-    """Ultravox said the call was created but the answer lacks what we need (a `joinUrl`)."""
+    """Ultravox answered with success but without what we need (a JSON object; for a created
+    call, a `joinUrl`)."""
+
+
+@dataclass(frozen=True)
+class CallProgress:
+    """Where a call stands at Ultravox (`GET /calls/{id}`): when it was joined and when it
+    ended (ISO-8601 times, None while that has not happened), and why it ended."""
+
+    call_id: str
+    joined: str | None
+    ended: str | None
+    end_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -135,11 +148,12 @@ def _error_for(response: httpx.Response) -> UltravoxHTTPError:
 
 
 class UltravoxClient:
-    """Creates Ultravox calls over one shared `httpx.AsyncClient` (connection reuse).
+    """Creates, reads and ends Ultravox calls over one shared `httpx.AsyncClient` (connection
+    reuse).
 
-    Every creation runs against a deadline that covers all attempts and waits; retries back off
-    exponentially with jitter, or by `Retry-After` when Ultravox gives one, and stop early when
-    the next attempt could not start before the deadline.
+    Every request but a deletion runs against a deadline that covers all attempts and waits;
+    retries back off exponentially with jitter, or by `Retry-After` when Ultravox gives one, and
+    stop early when the next attempt could not start before the deadline.
     """
 
     def __init__(
@@ -169,6 +183,20 @@ class UltravoxClient:
         """Start a call from a saved agent (`POST /agents/{agent_id}/calls`)."""
         # Quoted: an id is one path segment, whatever a routes file or API client put in it.
         return await self._create(f"/agents/{quote(agent_id, safe='')}/calls", body)
+
+    async def hang_up(self, call_id: str, message: str = "") -> None:
+        """End a live call as its agent would, after saying `message` (`POST
+        /calls/{call_id}/send_data_message`, `hang_up`); the call keeps its messages, recording
+        and summary. `UltravoxRequestError` 422 when the call is not live: not joined yet, or
+        over."""
+        body = {"type": "hang_up", "message": message}
+        path = f"/calls/{quote(call_id, safe='')}/send_data_message"
+        await self._request("POST", path, body, ok=(200, 202, 204))
+
+    async def call_progress(self, call_id: str) -> CallProgress:
+        """Whether a call was joined and whether it has ended (`GET /calls/{call_id}`)."""
+        response = await self._request("GET", f"/calls/{quote(call_id, safe='')}", ok=(200,))
+        return _parse_progress(response)
 
     async def delete_call(self, call_id: str) -> None:
         """End and delete a call (`DELETE /calls/{call_id}`), such as one nobody will join.
@@ -219,24 +247,41 @@ class UltravoxClient:
         return messages
 
     async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
+        return _parse_call(await self._request("POST", path, body, ok=(200, 201)))
+
+    async def _request(
+        self,
+        method: Literal["GET", "POST"],
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        ok: tuple[int, ...],
+    ) -> httpx.Response:
+        """The answer to `method path`, retried within the deadline while a retry can help; a
+        typed `UltravoxError` when no attempt got one of the `ok` statuses."""
         deadline = time.monotonic() + self._deadline_seconds
         try:
             async with asyncio.timeout(self._deadline_seconds):
-                return await self._post_with_retries(path, body, deadline)
+                return await self._send_with_retries(method, path, body, ok, deadline)
         except TimeoutError:
             metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
             raise UltravoxTimeout(
                 f"no answer from Ultravox within {self._deadline_seconds:g}s"
             ) from None
 
-    async def _post_with_retries(
-        self, path: str, body: dict[str, Any], deadline: float
-    ) -> UltravoxCall:
+    async def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        ok: tuple[int, ...],
+        deadline: float,
+    ) -> httpx.Response:
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._post_once(path, body, deadline)
+                return await self._send_once(method, path, body, ok, deadline)
             except UltravoxError as exc:
                 wait = self._next_wait(exc, attempt)
                 remaining = deadline - time.monotonic()
@@ -264,12 +309,19 @@ class UltravoxClient:
         backoff = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
         return backoff * (0.5 + random.random() / 2)
 
-    async def _post_once(self, path: str, body: dict[str, Any], deadline: float) -> UltravoxCall:
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        ok: tuple[int, ...],
+        deadline: float,
+    ) -> httpx.Response:
         timeout = max(0.001, deadline - time.monotonic())
         with metrics.ULTRAVOX_REQUEST_SECONDS.time():
             try:
-                response = await self._http.post(
-                    self._api_url + path, json=body, headers=self._headers, timeout=timeout
+                response = await self._http.request(
+                    method, self._api_url + path, json=body, headers=self._headers, timeout=timeout
                 )
             except RETRYABLE_TRANSPORT_ERRORS as exc:
                 metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
@@ -281,18 +333,38 @@ class UltravoxClient:
                 metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
                 raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
         metrics.ULTRAVOX_RESPONSES.labels(status=str(response.status_code)).inc()
-        if response.status_code not in (200, 201):
+        if response.status_code not in ok:
             raise _error_for(response)
-        return _parse_call(response)
+        return response
 
 
-def _parse_call(response: httpx.Response) -> UltravoxCall:
+def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
         data = response.json()
     except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
         raise UltravoxBadResponse("Ultravox answered with a body that is not JSON") from None
     if not isinstance(data, dict):
         raise UltravoxBadResponse("Ultravox answered with JSON that is not an object")
+    return data
+
+
+def _parse_progress(response: httpx.Response) -> CallProgress:
+    data = _json_object(response)
+
+    def moment(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return CallProgress(
+        call_id=str(data.get("callId") or ""),
+        joined=moment("joined"),
+        ended=moment("ended"),
+        end_reason=moment("endReason"),
+    )
+
+
+def _parse_call(response: httpx.Response) -> UltravoxCall:
+    data = _json_object(response)
     join_url = data.get("joinUrl")
     if not isinstance(join_url, str) or not join_url.startswith(("wss://", "ws://")):
         raise UltravoxBadResponse(f"Ultravox created call {data.get('callId')} without a joinUrl")

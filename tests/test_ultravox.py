@@ -211,3 +211,97 @@ async def test_agent_id_stays_one_path_segment(api: respx.MockRouter) -> None:
     route = api.post(path__regex=r".*").respond(201, json=CREATED)
     await (await make_client(Sleeps())).create_agent_call("../calls?x=", {})
     assert route.calls.last.request.url.raw_path == b"/api/agents/..%2Fcalls%3Fx%3D/calls"
+
+
+async def test_hang_up_sends_the_data_message_with_the_api_key(api: respx.MockRouter) -> None:
+    route = api.post("/calls/c-1/send_data_message").respond(204)
+    await (await make_client(Sleeps())).hang_up("c-1")
+    request = route.calls.last.request
+    assert request.headers["x-api-key"] == "k"
+    assert request.headers["content-type"] == "application/json"
+    assert request.content == b'{"type":"hang_up","message":""}'
+    assert route.call_count == 1
+
+
+async def test_hang_up_of_a_call_that_is_not_live_is_refused_at_once(
+    api: respx.MockRouter,
+) -> None:
+    route = api.post("/calls/c-1/send_data_message").respond(422, json={"detail": "not active"})
+    sleeps = Sleeps()
+    with pytest.raises(UltravoxRequestError) as raised:
+        await (await make_client(sleeps)).hang_up("c-1")
+    assert raised.value.status_code == 422
+    assert route.call_count == 1
+    assert sleeps.waits == []
+
+
+async def test_hang_up_is_retried_like_a_creation(api: respx.MockRouter) -> None:
+    route = api.post("/calls/c-1/send_data_message")
+    route.side_effect = [
+        httpx.ConnectError("refused"),
+        httpx.Response(429, headers={"Retry-After": "1"}),
+        httpx.Response(204),
+    ]
+    sleeps = Sleeps()
+    await (await make_client(sleeps)).hang_up("c-1")
+    assert route.call_count == 3
+    assert len(sleeps.waits) == 2
+    assert sleeps.waits[1] == 1.0
+
+
+async def test_hang_up_without_an_answer_in_time_is_a_timeout(api: respx.MockRouter) -> None:
+    route = api.post("/calls/c-1/send_data_message")
+    route.side_effect = httpx.ReadTimeout("slow")
+    with pytest.raises(UltravoxTimeout):
+        await (await make_client(Sleeps())).hang_up("c-1")
+    assert route.call_count == 1
+
+
+async def test_call_progress_reads_when_the_call_was_joined_and_ended(
+    api: respx.MockRouter,
+) -> None:
+    ended = {
+        "callId": "c-1",
+        "joined": "2026-11-24T10:00:02Z",
+        "ended": "2026-11-24T10:01:00Z",
+        "endReason": "hangup",
+        "shortSummary": "a chat",
+    }
+    route = api.get("/calls/c-1").respond(200, json=ended)
+    progress = await (await make_client(Sleeps())).call_progress("c-1")
+    assert (progress.call_id, progress.joined, progress.ended, progress.end_reason) == (
+        "c-1",
+        "2026-11-24T10:00:02Z",
+        "2026-11-24T10:01:00Z",
+        "hangup",
+    )
+    assert route.calls.last.request.headers["x-api-key"] == "k"
+
+
+async def test_call_progress_of_an_unjoined_call_has_no_times(api: respx.MockRouter) -> None:
+    api.get("/calls/c-1").respond(200, json={"callId": "c-1", "joined": None, "ended": None})
+    progress = await (await make_client(Sleeps())).call_progress("c-1")
+    assert (progress.joined, progress.ended, progress.end_reason) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "content", [b"<html>", b"[1]", b"[" * 100_000], ids=["not-json", "not-object", "too-deep"]
+)
+async def test_call_progress_that_is_not_a_json_object_is_a_bad_response(
+    api: respx.MockRouter, content: bytes
+) -> None:
+    api.get("/calls/c-1").respond(200, content=content)
+    with pytest.raises(UltravoxBadResponse):
+        await (await make_client(Sleeps())).call_progress("c-1")
+
+
+async def test_call_id_stays_one_path_segment_when_ending(api: respx.MockRouter) -> None:
+    route = api.route(path__regex=r".*").respond(200, json={"callId": "x"})
+    client = await make_client(Sleeps())
+    await client.hang_up("../agents?x=")
+    await client.call_progress("../agents?x=")
+    paths = [call.request.url.raw_path for call in route.calls]
+    assert paths == [
+        b"/api/calls/..%2Fagents%3Fx%3D/send_data_message",
+        b"/api/calls/..%2Fagents%3Fx%3D",
+    ]

@@ -129,10 +129,10 @@ async def end_web_call(
     at once. Ending a call that was already ended is harmless: 204 again."""
     origin = check_origin(request, settings, WebCallEndRefused)
     end = _parse(EndRequest, await _read_bounded(request, WebCallEndRefused), WebCallEndRefused)
-    ended = await web_calls.end(bridge.ultravox, call_id, end.endSecret)
-    WEB_CALL_ENDS.labels(outcome="ended" if ended else "already_ended").inc()
-    if ended:
-        logger.info("web.ended", extra={"fields": {"ultravox_call_id": call_id}})
+    ending = await web_calls.end(bridge.ultravox, call_id, end.endSecret)
+    WEB_CALL_ENDS.labels(outcome="already_ended" if ending is None else "ended").inc()
+    if ending is not None:
+        logger.info("web.ended", extra={"fields": {"ultravox_call_id": call_id, "how": ending}})
     return Response(status_code=204, headers=cors_headers(origin))
 
 

@@ -18,7 +18,7 @@ from app.routing.web import WEB_PROVIDER
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxClient, UltravoxError, UltravoxHTTPError
 from app.ultravox_request import build_call_body, create_call
-from app.web.ending import end_live_call, remember_live_call
+from app.web.ending import Ending, end_live_call, remember_live_call
 from app.web.errors import WebCallRefused
 from app.web.limits import Limits, client_key
 from app.web.tokens import TokenRefused, verify_token
@@ -207,7 +207,7 @@ class WebCalls:
         end_secret = await remember_live_call(self.limits, created.call_id, slot, holding)
         return WebCall(created.call_id, created.join_url, route.name, max_duration, end_secret)
 
-    async def end(self, ultravox: UltravoxClient, call_id: str, end_secret: str) -> bool:
-        """End a web call for the page that started it, freeing its slot at once: True when
-        this request ended it, False when it had been ended already (`WebCallEndRefused`)."""
+    async def end(self, ultravox: UltravoxClient, call_id: str, end_secret: str) -> Ending | None:
+        """End a web call for the page that started it, freeing its slot at once: how this
+        request ended it, None when it had been ended already (`WebCallEndRefused`)."""
         return await end_live_call(self.limits, ultravox, LIVE_CALLS_KEY, call_id, end_secret)

@@ -16,7 +16,7 @@ from app.main import create_app
 from app.web.page import sdk_installed
 from tests.redis_server import free_port
 from tests.web.conftest import web_settings
-from tests.web.servers import STANDIN_CALL_ID, ServerThread, StandInUltravox
+from tests.web.servers import STANDIN_CALL_ID, HangUp, ServerThread, StandInUltravox
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -31,6 +31,8 @@ CHROMIUM_FLAGS = [
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
 ]
+
+HANG_UP = {"type": "hang_up", "message": ""}
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
@@ -121,9 +123,14 @@ def test_visitor_starts_joins_and_ends_a_call(talk: Talk) -> None:
     expect(status).to_have_text("Call ended")
     expect(button).to_have_text("Start the call")
     talk.screenshot("3-ended")
-    # The page told the bridge, which ended the Ultravox call and freed the call's place.
+    # The page left the call and told the bridge, which freed the call's place once Ultravox
+    # said the call cannot go on: the hang-up finds it over already (422, then its record says
+    # so) unless it arrived before the page's leaving did. Never deleted: Ultravox keeps it.
     assert ending.value.status == 204
-    assert talk.standin.deleted == [STANDIN_CALL_ID]
+    [hang_up] = talk.standin.hang_ups
+    assert (hang_up.call_id, hang_up.body) == (STANDIN_CALL_ID, HANG_UP)
+    assert talk.standin.progress_reads == ([STANDIN_CALL_ID] if hang_up.status == 422 else [])
+    assert talk.standin.deleted == []
 
     # The route allows one call per address in these tests: the page shows the refusal.
     button.click()
@@ -138,14 +145,18 @@ def test_visitor_starts_joins_and_ends_a_call(talk: Talk) -> None:
 def test_page_shows_the_end_when_ultravox_hangs_up(talk: Talk) -> None:
     page = talk.page
     page.goto(f"{talk.bridge_url}/talk/sales")
-    page.locator("#call").click()
+    with page.expect_response(f"{talk.bridge_url}/web/calls/{STANDIN_CALL_ID}/end") as ending:
+        page.locator("#call").click()
     assert talk.standin.closed.wait(10)
     assert talk.standin.joined[0].closed_by == "ultravox"
     expect(page.locator("#status")).to_have_text("Call ended")
     expect(page.locator("#call")).to_have_text("Start the call")
-    # The place is freed now, not when the call's maxDuration could have run out.
-    assert talk.standin.deleted_event.wait(10), "the page did not end its call at the bridge"
-    assert talk.standin.deleted == [STANDIN_CALL_ID]
+    # The place is freed now, not when the call's maxDuration could have run out: the bridge's
+    # hang-up finds the call over, its record confirms it, and nothing is deleted.
+    assert ending.value.status == 204
+    assert talk.standin.hang_ups == [HangUp(STANDIN_CALL_ID, HANG_UP, 422)]
+    assert talk.standin.progress_reads == [STANDIN_CALL_ID]
+    assert talk.standin.deleted == []
 
 
 def test_closing_the_tab_ends_the_call_at_the_bridge(talk: Talk) -> None:
@@ -154,8 +165,12 @@ def test_closing_the_tab_ends_the_call_at_the_bridge(talk: Talk) -> None:
     page.locator("#call").click()
     assert talk.standin.connected.wait(10)
     page.close(run_before_unload=True)
-    assert talk.standin.deleted_event.wait(10), "closing the tab did not end the call"
-    assert talk.standin.deleted == [STANDIN_CALL_ID]
+    assert talk.standin.hung_up.wait(10), "closing the tab did not end the call"
+    [hang_up] = talk.standin.hang_ups
+    assert (hang_up.call_id, hang_up.body) == (STANDIN_CALL_ID, HANG_UP)
+    if hang_up.status == 422:  # the tab's socket closed first: the bridge reads the record
+        assert talk.standin.progress_read.wait(10)
+    assert talk.standin.deleted == []
 
 
 def test_page_of_a_route_not_open_to_the_web_is_404(talk: Talk) -> None:
