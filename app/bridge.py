@@ -19,7 +19,9 @@ from app.providers.base import (
     WebhookError,
     WebhookRequest,
 )
-from app.routing import AgentTarget, InlineTarget, RejectTarget, RoutingTable
+from app.records.changes import REFUSED_OVER_LIMIT
+from app.records.lifecycle import CallLifecycle, Decision, lifetime_seconds
+from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import Settings
 from app.ultravox import UltravoxCall, UltravoxClient, UltravoxError
 
@@ -38,6 +40,8 @@ class Outcome:
     outcome: str
     route: str | None = None
     ultravox_call_id: str | None = None
+    call: InboundCall | None = None
+    lifetime_seconds: float | None = None
 
 
 OutcomeFor = Callable[[ProviderAdapter, WebhookRequest, dict[str, Any]], Awaitable[Outcome]]
@@ -54,11 +58,13 @@ class Bridge:
         routing: RoutingTable,
         ultravox: UltravoxClient,
         dedupe: CallDeduplicator,
+        lifecycle: CallLifecycle,
     ) -> None:
         self.adapters = adapters
         self.routing = routing
         self.ultravox = ultravox
         self.dedupe = dedupe
+        self.lifecycle = lifecycle
         self._endings: set[asyncio.Task[None]] = set()
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
@@ -105,6 +111,18 @@ class Bridge:
         fields["latency_ms"] = _count(provider, outcome.outcome, started)
         level = logging.INFO if outcome.outcome in ("answered", "duplicate") else logging.WARNING
         logger.log(level, f"webhook.{outcome.outcome}", extra={"fields": fields})
+        if outcome.call is not None:
+            self.lifecycle.decided(
+                Decision(
+                    outcome.call,
+                    outcome.outcome,
+                    request.received_at,
+                    route=outcome.route,
+                    ultravox_call_id=outcome.ultravox_call_id,
+                    lifetime_seconds=outcome.lifetime_seconds,
+                    reason=fields.get("reason"),
+                )
+            )
         return outcome.answer
 
     async def _answer_call(
@@ -115,10 +133,18 @@ class Bridge:
         route = self.routing.resolve(call)
         if route is None:
             fields["reason"] = "no route for the called number"
-            return Outcome(adapter.reject_answer(), "rejected")
+            return Outcome(adapter.reject_answer(), "rejected", call=call)
         if isinstance(route.target, RejectTarget):
-            return Outcome(adapter.reject_answer(), "rejected", route.name)
+            return Outcome(adapter.reject_answer(), "rejected", route.name, call=call)
         target = route.target  # bound here so that the closure keeps the narrowed type
+        record_id = self.lifecycle.record_id(call)
+        lifetime = lifetime_seconds(target.call_fields)
+        if not await self.lifecycle.admit(
+            record_id, route.name, route.max_concurrent_calls, lifetime
+        ):
+            fields["reason"] = "over the live-call limit"
+            answer = _overflow_answer(adapter, route)
+            return Outcome(answer, REFUSED_OVER_LIMIT, route.name, call=call)
         created: Created | None = None
         try:
             created = await self.dedupe.create_once(
@@ -131,16 +157,22 @@ class Bridge:
                 ultravox_status=exc.status_code,
                 reason=str(exc)[:300],
             )
-            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
+            await self.lifecycle.release(record_id, route.name)
+            return Outcome(
+                adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
+            )
         except Exception as exc:
             # A store outage while answering, or a bug: the caller still hears the fallback.
             fields.update(error=type(exc).__name__, reason=str(exc)[:300])
             logger.exception("webhook.internal_error", extra={"fields": dict(fields)})
             if created is not None and not created.duplicate:
                 self._end_in_background(created.call.call_id)
-            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
+            await self.lifecycle.release(record_id, route.name)
+            return Outcome(
+                adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
+            )
         outcome = "duplicate" if created.duplicate else "answered"
-        return Outcome(answer, outcome, route.name, created.call.call_id)
+        return Outcome(answer, outcome, route.name, created.call.call_id, call, lifetime)
 
     def _end_in_background(self, call_id: str) -> None:
         """End an Ultravox call nobody will join, without holding up the caller's answer."""
@@ -168,7 +200,7 @@ class Bridge:
         if call is not None:
             fields["call_id"] = call.call_id
         plan = self.routing.fallback_for(call) or self._default_fallback
-        return Outcome(adapter.fallback_answer(plan), "fallback")
+        return Outcome(adapter.fallback_answer(plan), "fallback", call=call)
 
     async def _create(
         self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
@@ -176,6 +208,14 @@ class Bridge:
         return await create_call(
             self.ultravox, target, build_call_body(target, call, adapter.medium())
         )
+
+
+def _overflow_answer(adapter: ProviderAdapter, route: Route) -> Answer:
+    """What a call over the live-call limit gets: the route's overflow, by default its fallback."""
+    overflow = route.overflow_answer
+    if isinstance(overflow, RejectTarget):
+        return adapter.reject_answer()
+    return adapter.fallback_answer(overflow)
 
 
 def _count(provider: str, outcome: str, started: float) -> float:

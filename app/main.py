@@ -1,5 +1,6 @@
 """Builds the FastAPI application: settings, shared clients and routers."""
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -8,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, webhooks
+from app.api import calls, health, media, metrics, records, status, ultravox_events, webhooks
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
 from app.dedupe import CallDeduplicator
@@ -16,6 +17,11 @@ from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
 from app.providers import build_adapters, build_media_endpoints
+from app.records.database import create_engine, upgrade
+from app.records.lifecycle import CallLifecycle
+from app.records.limits import build_live_calls
+from app.records.outbox import Outbox
+from app.records.service import CallRecords
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import Settings, load_settings
@@ -53,8 +59,13 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
+            call_records = await start_records(config, http)
+            app.state.records = call_records
+            lifecycle = CallLifecycle(
+                call_records, mask_numbers=config.record_phone_numbers == "masked"
+            )
             app.state.bridge = Bridge(
-                config, adapters, table_from_settings(config), ultravox, dedupe
+                config, adapters, table_from_settings(config), ultravox, dedupe, lifecycle
             )
             app.state.draining = False
             app.state.live_relays = 0
@@ -66,6 +77,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             finally:
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
+                await call_records.close()
                 await app.state.store.close()
 
     app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -73,9 +85,37 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
+    # Before media's `/{provider}/events`, which would take `/ultravox/events` for a provider.
+    app.include_router(ultravox_events.router)
     app.include_router(calls.router)
     app.include_router(media.router)
+    app.include_router(status.router)
+    app.include_router(records.router)
+    records.install(app)
     return app
+
+
+async def start_records(settings: Settings, http: httpx.AsyncClient) -> CallRecords:
+    """The call records: the database migrated to the current schema, the live-call count,
+    the writer and upkeep tasks, and the outbox sender when CALL_EVENTS_URL is set."""
+    engine = create_engine(settings.database_url.get_secret_value())
+    await upgrade(engine)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    live_calls = build_live_calls(
+        redis_url, settings.max_concurrent_calls, settings.redis_timeout_seconds
+    )
+    records = CallRecords(
+        engine,
+        live_calls,
+        retention_days=settings.call_retention_days,
+        outbox_delay=settings.call_events_delay_seconds if settings.call_events_url else None,
+    )
+    records.start()
+    if settings.call_events_url:
+        secrets = [secret.get_secret_value() for secret in settings.call_events_secret]
+        outbox = Outbox(records, http, settings.call_events_url, secrets)
+        records.add_task(asyncio.create_task(outbox.run(), name="records-outbox"))
+    return records
 
 
 def build_store(settings: Settings) -> Store:
@@ -109,6 +149,7 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "call": _call_source(settings),
                 "public_base_url": settings.public_base_url or "unset",
                 "store": "memory" if settings.redis_url is None else "redis",
+                "database": settings.database_url.get_secret_value().split("://", 1)[0],
                 "routes_file": str(settings.routes_file) if settings.routes_file else "unset",
             }
         },

@@ -24,6 +24,8 @@ DURATION = re.compile(r"^\d+(\.\d+)?s$")
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
+# An embedded SQLite file beside the working directory, so `make run` needs no database server.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/calls.db"
 
 # Call fields an agent call cannot override, and fields the bridge itself decides.
 AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
@@ -98,6 +100,15 @@ class Settings(BaseSettings):
     plivo_auth_id: str | None = None
     plivo_from_number: str | None = None
 
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    call_retention_days: int = Field(default=30, ge=0, le=3650)
+    record_phone_numbers: Literal["masked", "full"] = "masked"
+    ultravox_webhook_secrets: SecretList = Field(default_factory=list)
+    call_events_url: str | None = None
+    call_events_secret: SecretList = Field(default_factory=list)
+    call_events_delay_seconds: float = Field(default=10, ge=0, le=3600)
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
+
     @field_validator(
         "twilio_auth_token",
         "telnyx_public_key",
@@ -105,13 +116,15 @@ class Settings(BaseSettings):
         "vonage_signature_secret",
         "asterisk_token",
         "bridge_api_tokens",
+        "ultravox_webhook_secrets",
+        "call_events_secret",
         mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("asterisk_token", "bridge_api_tokens")
+    @field_validator("asterisk_token", "bridge_api_tokens", "call_events_secret")
     @classmethod
     def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
         if any(len(token.get_secret_value()) < 16 for token in tokens):
@@ -277,6 +290,42 @@ class Settings(BaseSettings):
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
                     "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
                 )
+        return self
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip() or DEFAULT_DATABASE_URL
+        # The usual spellings of a PostgreSQL URL mean the async driver the service uses.
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                url = "postgresql+asyncpg://" + url.removeprefix(plain)
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must be sqlite+aiosqlite:///path/to/calls.db (an embedded file) or "
+                "postgresql+asyncpg://user:password@host:5432/database"
+            )
+        return SecretStr(url)
+
+    @field_validator("call_events_url")
+    @classmethod
+    def _call_events_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^https?://[^/?#\s]+\S*$", value.strip()):
+            raise ValueError(
+                "must be the http(s) URL of your endpoint, such as https://x.test/calls"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _call_events_signed(self) -> "Settings":
+        if self.call_events_url and not self.call_events_secret:
+            raise ValueError(
+                "CALL_EVENTS_URL needs CALL_EVENTS_SECRET (16+ characters) so your endpoint can "
+                "tell the bridge's summaries from forged ones; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return self
 
     @field_validator("redis_url")

@@ -43,6 +43,8 @@ def make_settings(**overrides: Any) -> Settings:
         "telnyx_public_key": TELNYX_PUBLIC_KEY,
         "plivo_auth_token": PLIVO_TOKEN,
         "ultravox_deadline_seconds": 2,
+        # Records in memory: each app gets its own database, migrated at start-up.
+        "database_url": "sqlite+aiosqlite://",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

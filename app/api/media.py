@@ -7,9 +7,11 @@ import time
 from fastapi import APIRouter, Request, Response, WebSocket
 
 from app.api.deps import BridgeDep, SettingsDep
+from app.api.status import record_status
+from app.api.ultravox_events import RecordsDep
 from app.api.webhooks import webhook_request
 from app.bridge import Bridge
-from app.providers.base import InboundCall, WebhookError, WebhookRequest
+from app.providers.base import InboundCall, MalformedWebhook, WebhookError, WebhookRequest
 from app.providers.media import CallEvents, MediaEndpoint
 from app.relay.calls import create_relayed_call
 from app.relay.relay import Relay
@@ -71,16 +73,18 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
     try:
         plan = await endpoint.open(websocket, admission, start_call)
         if plan is not None:
-            await Relay(plan.platform, plan.join_url, plan.ids).run()
+            ended_by = await Relay(plan.platform, plan.join_url, plan.ids).run()
+            bridge.lifecycle.relay_ended(plan.ids.provider, plan.ids.provider_call_id, ended_by)
     finally:
         websocket.app.state.live_relays -= 1
 
 
 @router.api_route("/{provider}/events", methods=["GET", "POST"])
 async def events(
-    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep
+    provider: str, request: Request, bridge: BridgeDep, settings: SettingsDep, records: RecordsDep
 ) -> Response:
-    """A provider's call progress events (answered, completed...), recorded in the log."""
+    """A provider's call progress events (answered, completed...), logged, and written to the
+    call's record when they report its status."""
     adapter = bridge.adapters.get(provider)
     if not isinstance(adapter, CallEvents):
         return Response(f"no events endpoint for {provider!r}\n", 404, media_type="text/plain")
@@ -95,4 +99,7 @@ async def events(
         )
         return Response(f"{exc}\n", exc.status_code, media_type="text/plain")
     logger.info("call.event", extra={"fields": {"provider": provider, **fields}})
-    return Response(status_code=204)
+    try:
+        return await record_status(records, adapter, webhook)
+    except MalformedWebhook:  # an event without a call status (DTMF, transfer...)
+        return Response(status_code=204)

@@ -36,6 +36,12 @@ class SignatureError(WebhookError):
     status_code = 403
 
 
+class NoStatusCallbacks(WebhookError):
+    """The provider has no status callbacks on this service."""
+
+    status_code = 404
+
+
 class ProviderNotConfigured(WebhookError):
     """Signatures are required but no secret is configured for this provider."""
 
@@ -81,6 +87,34 @@ class InboundCall:
     from_number: str
     to_number: str
     raw: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """A provider's report on a call's progress (a status callback or call event), normalised.
+
+    `call_ids` holds the call's id first, then any other id the provider knows it by (an
+    outbound call's request id); `final` says the call is over; `sequence` tells repeats of one
+    report from new reports of the same status."""
+
+    provider: str
+    call_ids: tuple[str, ...]
+    status: str
+    final: bool
+    duration_seconds: float | None = None
+    hangup_cause: str | None = None
+    at: float | None = None
+    sequence: str | None = None
+
+
+def seconds_field(params: Mapping[str, str], name: str) -> float | None:
+    """A whole or decimal number of seconds from a status report, None when absent or odd."""
+    value = params.get(name, "").strip()
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 10**7 else None
 
 
 @dataclass(frozen=True)
@@ -174,6 +208,11 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
         """Read the incoming call from a verified webhook; `MalformedWebhook` if fields lack."""
+
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        """Read a verified status callback (`/{name}/status`): the call's progress. Providers
+        whose calls report no status here keep this refusal."""
+        raise NoStatusCallbacks(f"{self.name} has no status callbacks on this service")
 
     @abstractmethod
     def medium(self) -> dict[str, Any]:

@@ -3,7 +3,9 @@ TeXML, which Telnyx's SDK does not build, so `xml.etree` does."""
 
 import base64
 import binascii
+import json
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -11,12 +13,16 @@ from nacl.signing import VerifyKey
 
 from app.providers.base import (
     Answer,
+    CallStatus,
     FallbackPlan,
     InboundCall,
+    MalformedWebhook,
     ProviderAdapter,
     SignatureError,
     WebhookRequest,
     inbound_call,
+    require_fields,
+    seconds_field,
     single_values,
 )
 from app.settings import Settings
@@ -25,6 +31,8 @@ from app.ultravox import UltravoxCall
 TEXML = "text/xml"
 # Telnyx's own SDK accepts this much clock skew between its timestamp and ours, either way.
 TIMESTAMP_TOLERANCE_SECONDS = 300
+# TeXML CallStatus values after which the call is over.
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 
 
 def _texml(response: ET.Element) -> Answer:
@@ -71,6 +79,47 @@ class TelnyxAdapter(ProviderAdapter):
     def parse(self, request: WebhookRequest) -> InboundCall:
         return inbound_call(self.name, single_values(request.params()), "CallSid", "From", "To")
 
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        # Inbound TeXML calls report to the application's status callback (a form: CallSid,
+        # CallStatus, CallDuration, HangupCause); outbound calls, placed with Call Control,
+        # send its JSON events (`call.hangup` with `hangup_cause`, `start_time`, `end_time`).
+        if request.method == "POST" and request.body.lstrip().startswith(b"{"):
+            return self._call_control_status(request.body)
+        fields = single_values(request.params())
+        call_sid, status = require_fields(fields, "CallSid", "CallStatus")
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_sid[:128],),
+            status=status[:32],
+            final=status in FINAL_STATUSES,
+            duration_seconds=seconds_field(fields, "CallDuration"),
+            hangup_cause=fields.get("HangupCause", "")[:64] or None,
+            sequence=fields.get("SequenceNumber", "")[:16] or None,
+        )
+
+    def _call_control_status(self, body: bytes) -> CallStatus:
+        try:
+            data = json.loads(body).get("data")
+            event_type = data["event_type"]
+            payload = data["payload"]
+            call_control_id = payload["call_control_id"]
+        except (ValueError, AttributeError, KeyError, TypeError):
+            raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)") from None
+        if not isinstance(call_control_id, str) or not isinstance(event_type, str):
+            raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)")
+        started, ended = _instant(payload.get("start_time")), _instant(payload.get("end_time"))
+        cause = payload.get("hangup_cause")
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_control_id[:128],),
+            status=event_type.removeprefix("call.")[:32],
+            final=event_type == "call.hangup",
+            duration_seconds=ended - started if started and ended and ended >= started else None,
+            hangup_cause=cause[:64] if isinstance(cause, str) and cause else None,
+            at=_instant(data.get("occurred_at")),
+            sequence=str(data.get("id", ""))[:64] or None,
+        )
+
     def medium(self) -> dict[str, Any]:
         return {"telnyx": {}}
 
@@ -102,3 +151,12 @@ class TelnyxAdapter(ProviderAdapter):
         response = ET.Element("Response")
         ET.SubElement(response, "Reject", reason="rejected")
         return _texml(response)
+
+
+def _instant(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

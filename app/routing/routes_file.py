@@ -123,7 +123,13 @@ def _route(
         )
     elif isinstance(target, InlineTarget):
         _check_json(path, label, target.call_fields, problems)
-    return Route(name, target, _fallback(spec.fallback, settings))
+    fallback = _fallback(spec.fallback, settings)
+    overflow: FallbackPlan | RejectTarget | None = None
+    if spec.overflow == "reject":
+        overflow = RejectTarget()
+    elif isinstance(spec.overflow, Fallback):
+        overflow = _fallback(spec.overflow, settings)
+    return Route(name, target, fallback, spec.max_concurrent_calls, overflow)
 
 
 def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:

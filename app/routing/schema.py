@@ -5,7 +5,7 @@ Keys under `agent:` and `inline:` are Ultravox's own call fields, spelled as in 
 """
 
 from collections.abc import Collection
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -130,12 +130,16 @@ class Fallback(_Strict):
 
 
 class RouteTarget(_Strict):
-    """What a route does (exactly one of agent, inline, reject) and its fallback."""
+    """What a route does (exactly one of agent, inline, reject), its fallback, and its
+    live-call limit with the answer for calls over it (`overflow`: `fallback`, the default;
+    `reject`; or a message and dial number of its own, like `fallback:`)."""
 
     agent: AgentCall | None = None
     inline: InlineCall | None = None
     reject: bool = False
     fallback: Fallback | None = None
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
+    overflow: Literal["fallback", "reject"] | Fallback = "fallback"
 
 
 class DefaultRoute(RouteTarget):

@@ -38,7 +38,7 @@ CASES = {
         "    reject: true\n",
         [
             "routes[0] (sales): callerPrefix: unknown field; expected one of agent, inline, "
-            "reject, fallback, name, number, provider, caller_prefix"
+            "reject, fallback, max_concurrent_calls, overflow, name, number, provider, caller_prefix"
         ],
     ),
     "unknown_agent_field": (
@@ -51,7 +51,10 @@ CASES = {
     ),
     "unknown_default_field": (
         "default:\n  number: '+15005550001'\n  reject: true\n",
-        ["default: number: unknown field; expected one of agent, inline, reject, fallback, name"],
+        [
+            "default: number: unknown field; expected one of agent, inline, reject, fallback, "
+            "max_concurrent_calls, overflow, name"
+        ],
     ),
     "same_number_and_provider_twice": (
         "routes:\n  - name: a\n    number: '+15005550001'\n    provider: twilio\n    reject: true\n"
