@@ -6,6 +6,7 @@ from pathlib import Path
 
 from app import simulate
 from app.call_command import add_call_command
+from app.records.commands import add_commands as add_records_commands
 from app.settings import ConfigError, load_settings
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_check_config)
     add_call_command(commands)
+    add_records_commands(commands)
     return parser
 
 

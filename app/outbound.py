@@ -30,6 +30,8 @@ from app.providers.dialing import (
     DialUncertain,
     OutboundCall,
 )
+from app.records.changes import ANSWERED, FAILED, REFUSED_OVER_LIMIT, REJECTED, new_record_id
+from app.records.lifecycle import Decision, lifetime_seconds
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import AGENT_FORBIDDEN_FIELDS, E164, Settings
 from app.store import Store, StoreError
@@ -67,6 +69,13 @@ class RouteRefusesCalls(OutboundError):
 
 class DialerNotConfigured(OutboundError):
     """The provider's outbound settings are missing; the message names them."""
+
+    status_code = 503
+
+
+class OverCallLimit(OutboundError):
+    """MAX_CONCURRENT_CALLS or the route's max_concurrent_calls is reached: nothing was created
+    or dialled. Trying again once calls have ended can work."""
 
     status_code = 503
 
@@ -153,6 +162,50 @@ class PlacedCall:
     state: str = "dialing"
 
 
+@dataclass
+class Progress:
+    """How far placing one call got, for its record whatever the outcome."""
+
+    record_id: str
+    received_at: float
+    from_number: str | None = None
+    route: str | None = None
+    lifetime_seconds: float | None = None
+
+    def decision(
+        self,
+        request: OutboundCallRequest,
+        outcome: str,
+        reason: str | None = None,
+        ultravox_call_id: str | None = None,
+        provider_call_id: str = "",
+    ) -> Decision:
+        call = InboundCall(request.provider, provider_call_id, self.from_number or "", request.to)
+        return Decision(
+            call,
+            outcome,
+            self.received_at,
+            direction="outbound",
+            route=self.route,
+            ultravox_call_id=ultravox_call_id,
+            lifetime_seconds=self.lifetime_seconds if outcome == ANSWERED else None,
+            reason=reason,
+            record_id=self.record_id,
+        )
+
+
+def _recorded_outcome(exc: OutboundError) -> str | None:
+    """The record's outcome for a call that was not placed; None: a bad request, no call."""
+    if isinstance(exc, InvalidOutboundRequest | DialerNotConfigured):
+        return None
+    if isinstance(exc, OverCallLimit):
+        return REFUSED_OVER_LIMIT
+    if isinstance(exc, RouteRefusesCalls):
+        return REJECTED
+    # The provider's answer was lost: it may be dialling; Ultravox's events will tell.
+    return ANSWERED if isinstance(exc, ProviderNoAnswer) else FAILED
+
+
 @dataclass(frozen=True)
 class PendingAnswer:
     """What an answer-URL request needs to stream an answered call: kept in the store between
@@ -174,13 +227,20 @@ def pending_key(provider: str, reference: str) -> str:
     return f"{PENDING_KEY_PREFIX}{provider}:{reference}"
 
 
+def outbound_route(
+    routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
+) -> Route | None:
+    """The route for our number (`call.to_number`), or the route the request names."""
+    return routing.resolve(call) if request.route is None else named_route(routing, request.route)
+
+
 def outbound_target(
     routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
 ) -> AgentTarget | InlineTarget:
     """The Ultravox call definition: the route for our number (`call.to_number`) or the route
     the request names, or the agent it names with that route's call fields; the request's
     templateContext fills the agent's prompt."""
-    route = routing.resolve(call) if request.route is None else named_route(routing, request.route)
+    route = outbound_route(routing, call, request)
     target: AgentTarget | InlineTarget | RejectTarget
     if request.agent_id:
         fields = (
@@ -278,6 +338,26 @@ class OutboundCalls:
         return self.dialers[provider]
 
     async def place(self, request: OutboundCallRequest, bridge: Bridge, store: Store) -> PlacedCall:
+        """Place the call, and record what happened to it."""
+        progress = Progress(new_record_id(), time.time())
+        try:
+            placed = await self._place(request, bridge, store, progress)
+        except OutboundError as exc:
+            outcome = _recorded_outcome(exc)
+            if outcome is not None:
+                uv_call_id = exc.details.get("ultravoxCallId")
+                bridge.lifecycle.decided(progress.decision(request, outcome, str(exc), uv_call_id))
+            raise
+        bridge.lifecycle.decided(
+            progress.decision(
+                request, ANSWERED, None, placed.ultravox_call_id, placed.provider_call_id
+            )
+        )
+        return placed
+
+    async def _place(
+        self, request: OutboundCallRequest, bridge: Bridge, store: Store, progress: Progress
+    ) -> PlacedCall:
         started = time.perf_counter()
         dialer = self._dialer(request.provider)
         from_number = request.from_ or dialer.default_from(self._settings)
@@ -287,13 +367,55 @@ class OutboundCalls:
         # Routes are keyed by the number called; for an outbound call that is our own number.
         call = InboundCall(request.provider, f"outbound-{uuid.uuid4()}", request.to, from_number)
         target = outbound_target(bridge.routing, call, request)
+        route = outbound_route(bridge.routing, call, request)
+        progress.from_number = from_number
+        progress.route = route.name if route is not None else None
         medium = bridge.adapter(request.provider).medium()
         body = outbound_call_body(target, call, medium, self._settings, request.metadata)
+        progress.lifetime_seconds = lifetime_seconds(body)
+        slot_route = progress.route or "outbound"
+        limit = route.max_concurrent_calls if route is not None else None
+        if not await bridge.lifecycle.admit(
+            progress.record_id, slot_route, limit, progress.lifetime_seconds
+        ):
+            raise OverCallLimit(
+                "too many live calls (MAX_CONCURRENT_CALLS or the route's "
+                "max_concurrent_calls): try again when calls have ended"
+            )
+        try:
+            return await self._dial_new_call(
+                request,
+                bridge,
+                store,
+                dialer,
+                target,
+                body,
+                from_number,
+                started,
+                progress.record_id,
+            )
+        except OutboundError as exc:
+            if not isinstance(exc, ProviderNoAnswer):  # nothing is ringing: the slot is free
+                await bridge.lifecycle.release(progress.record_id, slot_route)
+            raise
+
+    async def _dial_new_call(
+        self,
+        request: OutboundCallRequest,
+        bridge: Bridge,
+        store: Store,
+        dialer: Dialer,
+        target: AgentTarget | InlineTarget,
+        body: dict[str, Any],
+        from_number: str,
+        started: float,
+        record_id: str,
+    ) -> PlacedCall:
         fields: dict[str, Any] = {
             "provider": request.provider,
             "to": request.to,
             "from": from_number,
-            "reference": call.call_id,
+            "call_record_id": record_id,
         }
         created = await self._create(bridge, target, body, fields)
         fields["ultravox_call_id"] = created.call_id
@@ -314,6 +436,7 @@ class OutboundCalls:
             join_url=created.join_url,
             ring_timeout_seconds=self._settings.outbound_ring_timeout_seconds,
             answer_url=answer_url,
+            status_url=self._status_url(dialer),
         )
         try:
             dialed = await dialer.dial(outbound)
@@ -370,6 +493,12 @@ class OutboundCalls:
                 details["retryAfter"] = exc.retry_after
             error = UltravoxBusy if exc.retryable else UltravoxCallFailed
             raise error(f"Ultravox did not create the call: {exc}", **details) from exc
+
+    def _status_url(self, dialer: Dialer) -> str | None:
+        """Where the provider reports the call's progress (`/{provider}/status`); it needs the
+        public URL, without which the call's end is known from Ultravox's events only."""
+        base = self._settings.public_base_url
+        return f"{base}/{dialer.name}/status" if base else None
 
     async def _pending_answer(
         self, dialer: Dialer, created: UltravoxCall, store: Store

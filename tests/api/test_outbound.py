@@ -102,6 +102,7 @@ async def test_twilio_call_is_placed_with_inline_twiml(
         "From": [OUR_NUMBER],
         "Twiml": [STREAM_TWIML],
         "Timeout": ["45"],
+        "StatusCallback": [f"{BASE_URL}/twilio/status"],
     }
 
 
@@ -133,6 +134,7 @@ async def test_telnyx_call_is_dialled_with_bidirectional_rtp_stream(
         "stream_bidirectional_codec": "PCMU",
         "stream_bidirectional_sampling_rate": 8000,
         "stream_bidirectional_target_legs": "opposite",
+        "webhook_url": f"{BASE_URL}/telnyx/status",
     }
 
 
@@ -167,6 +169,7 @@ async def test_plivo_call_answer_url_streams_once_when_signed(
             "machine_detection_method": "POST",
             "ring_timeout": 45,
             "error_if_parent_not_found": False,
+            "hangup_url": f"{BASE_URL}/plivo/status",
         }
 
         # Plivo requests the answer URL, signed, when the callee picks up.
