@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
-            call_records = await start_records(config, http)
+            call_records, app.state.outbox = await start_records(config, http)
             app.state.records = call_records
             lifecycle = CallLifecycle(
                 call_records, mask_numbers=config.record_phone_numbers == "masked"
@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     return app
 
 
-async def start_records(settings: Settings, http: httpx.AsyncClient) -> CallRecords:
+async def start_records(
+    settings: Settings, http: httpx.AsyncClient
+) -> tuple[CallRecords, Outbox | None]:
     """The call records: the database migrated to the current schema, the live-call count,
     the writer and upkeep tasks, and the outbox sender when CALL_EVENTS_URL is set."""
     engine = create_engine(settings.database_url.get_secret_value())
@@ -111,11 +113,12 @@ async def start_records(settings: Settings, http: httpx.AsyncClient) -> CallReco
         outbox_delay=settings.call_events_delay_seconds if settings.call_events_url else None,
     )
     records.start()
-    if settings.call_events_url:
-        secrets = [secret.get_secret_value() for secret in settings.call_events_secret]
-        outbox = Outbox(records, http, settings.call_events_url, secrets)
-        records.add_task(asyncio.create_task(outbox.run(), name="records-outbox"))
-    return records
+    if not settings.call_events_url:
+        return records, None
+    secrets = [secret.get_secret_value() for secret in settings.call_events_secret]
+    outbox = Outbox(records, http, settings.call_events_url, secrets)
+    records.add_task(asyncio.create_task(outbox.run(), name="records-outbox"))
+    return records, outbox
 
 
 def build_store(settings: Settings) -> Store:

@@ -126,7 +126,8 @@ def _merge(record: CallRecord, change: CallChange) -> None:
             setattr(record, name, value)
     if change.agent_duration_seconds is not None and record.duration_seconds is None:
         record.duration_seconds = change.agent_duration_seconds
-    if change.at < record.received_at:
+    # The call was received when the bridge first decided about it (an event may come first).
+    if change.outcome is not None and change.at < record.received_at:
         record.received_at = change.at
     if change.direction and record.outcome == PENDING:
         record.direction = change.direction
