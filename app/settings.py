@@ -300,6 +300,12 @@ class Settings(BaseSettings):
         for plain in ("postgresql://", "postgres://"):
             if url.startswith(plain):
                 url = "postgresql+asyncpg://" + url.removeprefix(plain)
+        if url.startswith("sqlite+aiosqlite://") and url.rstrip("/") in (
+            "sqlite+aiosqlite:",
+            "sqlite+aiosqlite:///:memory:",
+        ):
+            # Each connection would see a database of its own, and every record is lost at exit.
+            raise ValueError("must name a file, such as sqlite+aiosqlite:///data/calls.db")
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "must be sqlite+aiosqlite:///path/to/calls.db (an embedded file) or "

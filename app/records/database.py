@@ -9,7 +9,6 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = str(Path(__file__).with_name("migrations"))
 # Any constant: PostgreSQL's advisory lock that lets one replica migrate at a time.
@@ -19,18 +18,12 @@ SQLITE_BUSY_SECONDS = 5
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """The engine for `url`. A SQLite file's folder is created; `sqlite+aiosqlite://` with no
-    path is a database in memory (tests), shared by every session of the engine."""
+    """The engine for `url` (checked by the settings); a SQLite file's folder is created."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    if parsed.database in (None, "", ":memory:"):
-        engine = create_async_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -44,13 +44,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.url
 
 
-def records_settings(database_url: str = "sqlite+aiosqlite://", **overrides: Any) -> Settings:
+def records_settings(database_url: str | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url,
         "ultravox_webhook_secrets": UV_SECRET,
         "bridge_api_tokens": API_TOKEN,
         "public_base_url": "http://bridge.test",
     }
+    if database_url is not None:
+        values["database_url"] = database_url
     values.update(overrides)
     return make_settings(**values)
 
