@@ -194,7 +194,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         parsed = datetime.fromisoformat(at)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadCursor("cursor is not one this service gave") from None
-    if parsed.tzinfo is None or not record_id:
+    if parsed.tzinfo is None:
         raise BadCursor("cursor is not one this service gave")
     return parsed, record_id
 

@@ -38,7 +38,8 @@ CASES = {
         "    reject: true\n",
         [
             "routes[0] (sales): callerPrefix: unknown field; expected one of agent, inline, "
-            "reject, fallback, max_concurrent_calls, overflow, name, number, provider, caller_prefix"
+            "reject, fallback, max_concurrent_calls, overflow, name, number, provider, "
+            "caller_prefix"
         ],
     ),
     "unknown_agent_field": (
