@@ -17,7 +17,7 @@ from app.http_transport import PooledTransport
 from app.logs import configure_logging
 from app.outbound import OutboundCalls
 from app.providers import build_adapters, build_media_endpoints
-from app.records.database import create_engine, upgrade
+from app.records.database import create_engine
 from app.records.lifecycle import CallLifecycle
 from app.records.limits import build_live_calls
 from app.records.outbox import Outbox
@@ -101,7 +101,6 @@ async def start_records(
     """The call records: the database migrated to the current schema, the live-call count,
     the writer and upkeep tasks, and the outbox sender when CALL_EVENTS_URL is set."""
     engine = create_engine(settings.database_url.get_secret_value())
-    await upgrade(engine)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     live_calls = build_live_calls(
         redis_url, settings.max_concurrent_calls, settings.redis_timeout_seconds
@@ -112,6 +111,7 @@ async def start_records(
         retention_days=settings.call_retention_days,
         outbox_delay=settings.call_events_delay_seconds if settings.call_events_url else None,
     )
+    await records.migrate()
     records.start()
     if not settings.call_events_url:
         return records, None

@@ -11,11 +11,14 @@
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.ultravox_events import RecordsDep
@@ -75,6 +78,17 @@ async def require_token(request: Request, settings: SettingsDep) -> None:
 Authorized = Annotated[None, Depends(require_token)]
 
 
+@asynccontextmanager
+async def reading(records: CallRecords) -> AsyncIterator[AsyncSession]:
+    """A session for one answer; the database down is a 503, not a crash."""
+    try:
+        async with records.sessions() as session:
+            yield session
+    except (SQLAlchemyError, OSError) as exc:
+        logger.warning("records.read_failed", extra={"fields": {"error": repr(exc)[:300]}})
+        raise APIRefusal(503, "the call records database is unavailable; try again") from None
+
+
 def _instant(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -119,7 +133,7 @@ async def list_calls(
         direction=direction,
         state=state,
     )
-    async with records.sessions() as session:
+    async with reading(records) as session:
         try:
             rows, next_cursor = await repository.list_calls(session, filters, limit, cursor)
         except BadCursor as exc:
@@ -152,7 +166,7 @@ async def changes(
     at, record_id = _start(after)
     if after is None:
         return JSONResponse({"calls": [], "next": repository.encode_cursor(at, record_id)})
-    async with records.sessions() as session:
+    async with reading(records) as session:
         rows = await repository.changed_after(session, at, record_id, limit)
     token = _token(rows[-1]) if rows else after
     return JSONResponse({"calls": [record_json(row) for row in rows], "next": token})
@@ -189,8 +203,11 @@ async def _stream(
     try:
         yield ": connected\n\n"
         while not await request.is_disconnected():
-            async with records.sessions() as session:
-                rows = await repository.changed_after(session, at - CLOCK_OVERLAP, "", MAX_PAGE)
+            try:
+                async with records.sessions() as session:
+                    rows = await repository.changed_after(session, at - CLOCK_OVERLAP, "", MAX_PAGE)
+            except (SQLAlchemyError, OSError):
+                rows = []  # the database is down: try again at the next look
             for row in rows:
                 if sent.get(row.id) == row.updated_at or row.updated_at < at - CLOCK_OVERLAP:
                     continue
@@ -225,7 +242,7 @@ async def call_detail(
     transcript: bool = False,
 ) -> JSONResponse:
     """One record and its timeline; `transcript=true` adds the conversation from Ultravox."""
-    async with records.sessions() as session:
+    async with reading(records) as session:
         found = await repository.get_call(session, record_id)
     if found is None:
         raise APIRefusal(404, "no call record with this id")

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.records import metrics, repository
 from app.records.changes import Applied, CallChange, TimelineEntry
+from app.records.database import upgrade
 from app.records.limits import LiveCalls
 from app.records.models import utcnow
 
@@ -57,6 +58,7 @@ class CallRecords:
         self._changed = asyncio.Condition()
         self._ended_listeners: list[Callable[[], None]] = []
         self.version = 0
+        self.migrated = False
 
     # --- the call flows' side: never waits for the database -----------------------------
 
@@ -88,6 +90,21 @@ class CallRecords:
         return applied[0]
 
     # --- background ---------------------------------------------------------------------
+
+    async def migrate(self) -> bool:
+        """Bring the schema up to date. A database that cannot be reached does not stop the
+        service (calls go on, their records are counted lost); upkeep tries again."""
+        try:
+            async with asyncio.timeout(APPLY_TIMEOUT_SECONDS * 2):
+                await upgrade(self.engine)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            logger.error(
+                "records.database_unavailable",
+                extra={"fields": {"error": repr(exc)[:300], "hint": "check DATABASE_URL"}},
+            )
+            return False
+        self.migrated = True
+        return True
 
     def start(self) -> None:
         self._tasks = [
@@ -183,6 +200,9 @@ class CallRecords:
         last_purge = 0.0
         while True:
             try:
+                if not self.migrated and not await self.migrate():
+                    await asyncio.sleep(UPKEEP_INTERVAL_SECONDS)
+                    continue
                 await self.close_overdue()
                 if self.retention_days and time.monotonic() - last_purge > PURGE_INTERVAL_SECONDS:
                     await self.purge()

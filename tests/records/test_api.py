@@ -10,11 +10,11 @@ import pytest
 import respx
 import uvicorn
 
-from app.records.changes import CallChange, TimelineEntry
 from app.main import create_app
+from app.records.changes import CallChange, TimelineEntry
 from tests.conftest import API_URL, running_app
-from tests.redis_server import free_port
 from tests.records.conftest import API_TOKEN, AUTH, records_settings
+from tests.redis_server import free_port
 
 
 def change(
@@ -207,7 +207,9 @@ async def test_the_event_stream_sends_a_call_as_it_changes() -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     serving = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+        for _ in range(500):
+            if server.started:
+                break
             await asyncio.sleep(0.02)
         records = app.state.records
         await records.apply_now(change(1))  # before the stream: not sent
