@@ -9,9 +9,20 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import calls, health, media, metrics, records, status, ultravox_events, webhooks
+from app.api import (
+    calls,
+    console,
+    health,
+    media,
+    metrics,
+    records,
+    status,
+    ultravox_events,
+    webhooks,
+)
 from app.api.request_id import RequestIdMiddleware
 from app.bridge import Bridge
+from app.console.access import Console
 from app.dedupe import CallDeduplicator
 from app.http_transport import PooledTransport
 from app.logs import configure_logging
@@ -51,6 +62,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
+            app.state.console = Console.from_settings(config)
             app.state.store = store
             app.state.media_endpoints = build_media_endpoints(config, adapters)
             dedupe = CallDeduplicator(
@@ -91,6 +103,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(media.router)
     app.include_router(status.router)
     app.include_router(records.router)
+    app.include_router(console.router)
     records.install(app)
     return app
 

@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
+    console_session_hours: float = Field(default=8, gt=0, le=168)
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
     twilio_account_sid: str | None = None

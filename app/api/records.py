@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.ultravox_events import RecordsDep
 from app.auth import matches_any
+from app.console.access import session_of
 from app.records import repository
 from app.records.changes import OUTCOMES
 from app.records.models import CallRecord, utcnow
@@ -57,13 +58,21 @@ def refusal_response(exc: APIRefusal) -> JSONResponse:
 
 
 async def require_token(request: Request, settings: SettingsDep) -> None:
-    """Let the request in when it carries one of BRIDGE_API_TOKENS as a bearer token."""
+    """Let the request in when it carries one of BRIDGE_API_TOKENS as a bearer token, or, for
+    a GET without an Authorization header, the calls console's session cookie. Only reads
+    take the cookie: a request that changes something would need the console's CSRF checks."""
     if not settings.bridge_api_tokens:
         raise APIRefusal(
             404,
             "the calls API is disabled: set BRIDGE_API_TOKENS (comma-separated secret tokens) "
             "and restart the service",
         )
+    if (
+        request.method in ("GET", "HEAD")
+        and "authorization" not in request.headers
+        and session_of(request) is not None
+    ):
+        return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     presented = given.strip().encode() if scheme.lower() == "bearer" else b""
     tokens = [token.get_secret_value().encode() for token in settings.bridge_api_tokens]
