@@ -166,6 +166,18 @@ def test_signed_in_console_shows_a_call_live_and_its_end_without_a_reload(
     assert page.evaluate("window.pwned") is None
     assert page.locator("#console img, #console script").count() == 0
 
+    # The filters: chosen in the form, kept in the address, applied by the API.
+    page.select_option("select[name=provider]", "plivo")
+    page.click("#filters button[type=submit]")
+    expect(page).to_have_url(
+        f"{console.url}/console?since=&until=&route=&provider=plivo&outcome=&direction="
+    )
+    expect(page.locator("#recent-empty")).to_be_visible()
+    expect(page.locator("#recent-rows tr")).to_have_count(0)
+    page.goto(f"{console.url}/console?provider=twilio&outcome=answered")
+    expect(page.locator("select[name=outcome]")).to_have_value("answered")
+    expect(page.locator("#recent-rows tr")).to_have_count(1)
+
     # Sign out: back to the form, and neither the page nor the API opens without signing in.
     page.click("text=Sign out")
     expect(page).to_have_url(f"{console.url}/console/sign-in")
@@ -188,3 +200,20 @@ def test_wrong_token_shows_the_form_again_with_a_message(console: Console) -> No
     page.fill("#token", API_TOKEN)
     page.click("button[type=submit]")
     expect(page).to_have_url(f"{console.url}/console")
+
+
+def test_without_tokens_the_page_says_how_to_turn_it_on(browser: Browser, tmp_path: Path) -> None:
+    settings = records_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}", bridge_api_tokens=""
+    )
+    with ServerThread(create_app(settings)) as bridge:
+        context = browser.new_context(viewport={"width": 1000, "height": 600})
+        try:
+            page = context.new_page()
+            response = page.goto(f"{bridge.url}/console")
+            assert response is not None and response.status == 404
+            expect(page.locator("h1")).to_have_text("The calls console is off")
+            expect(page.locator("main")).to_contain_text("set BRIDGE_API_TOKENS")
+            page.screenshot(path=screenshot_dir(tmp_path) / "console-7-off.png")
+        finally:
+            context.close()
