@@ -12,6 +12,8 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.phone import written_e164
+from app.providers import DIALERS
 from app.settings import describe_validation_error
 
 # Placing a call waits for Ultravox and then the provider, each within its own deadline.
@@ -34,7 +36,9 @@ def add_call_command(commands: "argparse._SubParsersAction[argparse.ArgumentPars
         description="Asks a running ultravox-bridge to phone NUMBER; the agent of the route for "
         "the caller number (or --agent-id / --route) talks once the callee answers.",
     )
-    call.add_argument("--provider", required=True, metavar="P", help="twilio, telnyx or plivo")
+    *others, last = [dialer.name for dialer in DIALERS]
+    providers = f"{', '.join(others)} or {last}"
+    call.add_argument("--provider", required=True, metavar="P", help=providers)
     call.add_argument(
         "--to", required=True, metavar="NUMBER", help="the number to call, E.164 (+15005550006)"
     )
@@ -77,6 +81,12 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 def call_request(args: argparse.Namespace) -> dict[str, Any]:
     """The `POST /calls` body the options describe."""
+    for option, number in (("--to", args.to), ("--from", args.from_)):
+        if number is not None:
+            try:
+                written_e164(number)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
     body: dict[str, Any] = {"provider": args.provider, "to": args.to}
     optional = {"from": args.from_, "agentId": args.agent_id, "route": args.route}
     body.update({name: value for name, value in optional.items() if value is not None})

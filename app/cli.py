@@ -1,13 +1,15 @@
 """The `ultravox-bridge` command."""
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
-from app import simulate
 from app.call_command import add_call_command
-from app.records.commands import add_commands as add_records_commands
-from app.settings import ConfigError, load_settings
+from app.check_config import add_check_config_command
+from app.config import load_settings
+from app.records_commands import add_commands as add_records_commands
+from app.settings import ConfigError
+from app.simulate import command as simulate
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,28 +28,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_config(args: argparse.Namespace) -> int:
-    from app.routing import table_from_settings, unused_settings
-    from app.routing.describe import routing_table_lines
-
-    overrides = {"routes_file": args.routes_file} if args.routes_file is not None else {}
-    try:
-        settings = load_settings(**overrides)
-        table = table_from_settings(settings)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    source = (
-        str(settings.routes_file) if settings.routes_file else "environment (ROUTES_FILE unset)"
-    )
-    print(f"settings: ok\nroutes: {source}")
-    print("\n".join(routing_table_lines(table)))
-    unused = unused_settings(settings)
-    if unused:
-        print(f"note: {', '.join(unused)} not used: ROUTES_FILE decides every call")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ultravox-bridge", description="Answers phone calls with Ultravox voice AI agents."
@@ -58,14 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default PORT or 8000)")
     serve.set_defaults(handler=_serve)
     simulate.add_command(commands)
-    check = commands.add_parser(
-        "check-config",
-        help="validate the settings and the routes file, print the routing table, and exit",
-    )
-    check.add_argument(
-        "--routes-file", type=Path, help="routes file to check (default ROUTES_FILE)"
-    )
-    check.set_defaults(handler=_check_config)
+    add_check_config_command(commands)
     add_call_command(commands)
     add_records_commands(commands)
     return parser
@@ -74,7 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = args.handler
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): not an error worth a traceback. Python would
+        # flush stdout again at exit and fail the same way, so point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return result
 
 

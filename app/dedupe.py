@@ -1,12 +1,15 @@
 """One Ultravox call per provider call, however often the provider repeats its webhook.
 
 Before creating the Ultravox call, the webhook claims the provider's call id in the store with
-a short lease; once created, the call's id and `joinUrl` replace the claim for
-`DEDUPE_TTL_SECONDS`. A repeat that finds the record answers with the same `joinUrl`. A repeat
-that arrives while the first creation is in flight waits for it: in this process on the first
-webhook's future, from another replica by polling the record. If the owner dies, its lease runs
-out and the next webhook claims the call. When the store fails, calls are still created (only
-repeats within this process are then recognised): a call never fails because of the cache.
+a short lease. Once created, two records replace the claim: the call's `joinUrl`, kept for
+`DEDUPE_JOIN_WINDOW_SECONDS`, and a compact "created" marker, kept for `DEDUPE_TTL_SECONDS`
+(days), longer than anyone would hold on to a captured webhook. A repeat within the join window
+answers with the same `joinUrl`; a later one (a replay: Twilio's and Plivo's signatures carry no
+time) never gets it, and creates no call either. A repeat that arrives while the first creation
+is in flight waits for it: in this process on the first webhook's future, from another replica
+by polling the record. If the owner dies, its lease runs out and the next webhook claims the
+call. When the store fails, calls are still created (only repeats within this process are then
+recognised): a call never fails because of the cache.
 """
 
 import asyncio
@@ -39,6 +42,11 @@ class FirstCreationPending(UltravoxError):
     falls back rather than risk a second call."""
 
 
+class RepeatAfterJoinWindow(Exception):
+    """A repeat of a call created longer ago than the join window: whoever sends it (a replayed
+    capture, most likely) gets neither the live call's `joinUrl` nor a new call."""
+
+
 @dataclass(frozen=True)
 class Created:
     """The Ultravox call for a provider call; `duplicate` when another webhook created it."""
@@ -48,14 +56,11 @@ class Created:
 
 
 def _created_record(call: UltravoxCall) -> str:
-    return json.dumps({"state": "created", "callId": call.call_id, "joinUrl": call.join_url})
+    return json.dumps({"state": "created", "callId": call.call_id})
 
 
-def _created_call(record: dict[str, object]) -> UltravoxCall | None:
-    call_id, join_url = record.get("callId"), record.get("joinUrl")
-    if isinstance(call_id, str) and isinstance(join_url, str):
-        return UltravoxCall(call_id=call_id, join_url=join_url, raw={})
-    return None
+def _join_key(key: str) -> str:
+    return "join:" + key.removeprefix("call:")
 
 
 def _read_record(value: str) -> dict[str, object]:
@@ -70,19 +75,22 @@ def _read_record(value: str) -> dict[str, object]:
 
 class CallDeduplicator:
     """Creates at most one Ultravox call per (provider, provider call id) while its record
-    lives. `wait_seconds` bounds how long a repeat waits for the first creation."""
+    lives (`ttl_seconds`), and hands its `joinUrl` to repeats for `join_window_seconds` only.
+    `wait_seconds` bounds how long a repeat waits for the first creation."""
 
     def __init__(
         self,
         store: Store,
         *,
         ttl_seconds: float,
+        join_window_seconds: float,
         lease_seconds: float,
         wait_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl_seconds = ttl_seconds
+        self._join_window_seconds = join_window_seconds
         self._lease_seconds = lease_seconds
         self._wait_seconds = wait_seconds
         self._clock = clock
@@ -93,7 +101,8 @@ class CallDeduplicator:
     ) -> Created:
         """The Ultravox call for this provider call: created by `create` if this is the first
         webhook for it, otherwise the one the first webhook created (waiting for it if needed).
-        Raises `UltravoxError` when no call can be had; the caller then falls back."""
+        Raises `UltravoxError` when no call can be had; the caller then falls back, and
+        `RepeatAfterJoinWindow` for a repeat of a call created before the join window."""
         key = f"call:{provider}:{call_id}"
         in_flight = self._in_flight.get(key)
         if in_flight is not None:
@@ -133,14 +142,23 @@ class CallDeduplicator:
             if held is None:
                 return Created(await self._create_and_record(key, create), duplicate=False)
             record = _read_record(held)
-            call = _created_call(record) if record.get("state") == "created" else None
-            if call is not None:
-                return Created(call, duplicate=True)
+            created_id = record.get("callId") if record.get("state") == "created" else None
+            if isinstance(created_id, str):
+                return Created(await self._repeat_of(key, created_id), duplicate=True)
             if record.get("state") == "failed":
                 raise FirstCreationFailed("the first webhook for this call got no Ultravox call")
             if self._clock() >= give_up_at:
                 raise FirstCreationPending("another replica is still creating this call")
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _repeat_of(self, key: str, ultravox_call_id: str) -> UltravoxCall:
+        join_url = await self._store.get(_join_key(key))
+        if join_url is None:
+            raise RepeatAfterJoinWindow(
+                f"a repeat of a call created over {self._join_window_seconds:g}s ago "
+                f"(Ultravox call {ultravox_call_id})"
+            )
+        return UltravoxCall(call_id=ultravox_call_id, join_url=join_url, raw={})
 
     async def _create_and_record(
         self, key: str, create: Callable[[], Awaitable[UltravoxCall]]
@@ -151,6 +169,8 @@ class CallDeduplicator:
             # Kept for the lease only: long enough for the repeats now waiting to see it.
             await self._record(key, _FAILED, self._lease_seconds)
             raise
+        # The joinUrl first: a repeat that sees the marker must find it (within the window).
+        await self._record(_join_key(key), call.join_url, self._join_window_seconds)
         await self._record(key, _created_record(call), self._ttl_seconds)
         return call
 

@@ -3,6 +3,7 @@ masked unless LOG_PHONE_NUMBERS=full."""
 
 import json
 import logging
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -10,6 +11,25 @@ from typing import Any
 
 # Event fields that hold phone numbers; the formatter masks them, so call sites never have to.
 PHONE_FIELDS = frozenset({"from", "to", "caller", "called", "fallback_number"})
+# Free-text fields that may quote someone else's text (Ultravox's or a provider's error body)
+# and so a phone number: numbers inside them are masked too.
+TEXT_FIELDS = frozenset({"reason", "error"})
+# No logged value is longer: a request can carry 60 kB fields or a 1 MiB header, and a log
+# line per request must not grow with them.
+MAX_LOGGED_CHARS = 1000
+MAX_EXCEPTION_CHARS = 8000
+
+# A phone number inside text: 7 to 15 digits, with an optional + and separators, not part of
+# a longer token (an id, a UUID, a URL path).
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w/-])\+?[0-9](?:[ ().-]?[0-9]){6,14}(?![\w/-])")
+# Credentials libraries write to their DEBUG logs: HTTP headers (uvicorn's and websockets'
+# handshake lines) and URL query strings (a joinUrl's token, a PBX's token parameter).
+_SECRET_HEADER = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|x-api-key|cookie|set-cookie|"
+    r"x-twilio-signature|x-plivo-signature-v3|telnyx-signature-ed25519)(\s*[:=]\s*)"
+    r"(?:(basic|bearer|digest)\s+)?[^\s,;'\"]+"
+)
+_QUERY_STRING = re.compile(r"((?:\b[a-z][a-z0-9+.-]*://[^\s?#'\"]+|\s/[^\s?#'\"]*))\?[^\s'\"]+")
 
 # The id of the HTTP request being served, set per request by `app.api.request_id`; every line
 # logged while serving it carries the id, so one call's lines can be found together.
@@ -22,6 +42,26 @@ def mask_phone(number: str) -> str:
     if digits <= 4:
         return "*" * len(number)
     return number[:3] + "*" * (len(number) - 5) + number[-2:]
+
+
+def mask_numbers_in(text: str) -> str:
+    """`text` with every phone number in it masked."""
+    return _NUMBER_IN_TEXT.sub(lambda found: mask_phone(found.group()), text)
+
+
+def redact(text: str) -> str:
+    """`text` without credentials: header values and URL query strings become `***`."""
+    text = _SECRET_HEADER.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) + ' ' if m.group(3) else ''}***", text
+    )
+    return _QUERY_STRING.sub(lambda m: f"{m.group(1)}?***", text)
+
+
+def cap(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """`text`, cut to `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
 
 
 class EventFormatter(logging.Formatter):
@@ -37,30 +77,41 @@ class EventFormatter(logging.Formatter):
         current_request = request_id.get()
         if current_request is not None:
             fields.setdefault("request_id", current_request)
-        if self.mask_numbers:
-            for name in PHONE_FIELDS & fields.keys():
-                if isinstance(fields[name], str):
-                    fields[name] = mask_phone(fields[name])
+        for name, value in fields.items():
+            if not isinstance(value, str):
+                continue
+            if self.mask_numbers and name in PHONE_FIELDS:
+                value = mask_phone(value)
+            elif self.mask_numbers and name in TEXT_FIELDS:
+                value = mask_numbers_in(value)
+            fields[name] = cap(redact(value))
         return fields
 
     def format(self, record: logging.LogRecord) -> str:
         fields = self._fields(record)
+        # Libraries' messages too (an SDK quoting a header, websockets' handshake lines).
+        event = cap(redact(record.getMessage()))
+        exception = (
+            cap(redact(self.formatException(record.exc_info)), MAX_EXCEPTION_CHARS)
+            if record.exc_info
+            else None
+        )
         if self.as_json:
             line: dict[str, Any] = {
                 "ts": round(record.created, 3),
                 "level": record.levelname.lower(),
                 "logger": record.name,
-                "event": record.getMessage(),
+                "event": event,
                 **fields,
             }
-            if record.exc_info:
-                line["exception"] = self.formatException(record.exc_info)
+            if exception is not None:
+                line["exception"] = exception
             return json.dumps(line, default=str)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         data = " ".join(f"{key}={value}" for key, value in fields.items())
-        text = f"{stamp} {record.levelname:<7} {record.getMessage()} {data}".rstrip()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        text = f"{stamp} {record.levelname:<7} {event} {data}".rstrip()
+        if exception is not None:
+            text += "\n" + exception
         return text
 
 
@@ -94,3 +145,5 @@ def configure_logging(level: str, *, mask_numbers: bool, as_json: bool | None = 
     # One line per webhook comes from the bridge; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The twilio SDK logs every REST request and response at INFO (URL, headers).
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

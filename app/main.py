@@ -10,24 +10,32 @@ import httpx
 from fastapi import FastAPI
 
 from app.api import (
-    calls,
     console,
     health,
     media,
     metrics,
+    outbound,
     records,
     status,
     ultravox_events,
     webhooks,
 )
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
-from app.bridge import Bridge
+from app.config import load_settings
 from app.console.access import Console
 from app.dedupe import CallDeduplicator
-from app.http_transport import PooledTransport
+from app.http_transport import CappedTransport, PooledTransport
+from app.inbound import Bridge
 from app.logs import configure_logging
-from app.outbound import OutboundCalls
-from app.providers import build_adapters, build_media_endpoints
+from app.outbound.flow import OutboundCalls
+from app.providers import (
+    NO_PROVIDER_HINT,
+    build_adapters,
+    build_media_endpoints,
+    providers_taking_calls,
+)
 from app.records.database import create_engine
 from app.records.lifecycle import CallLifecycle
 from app.records.limits import build_live_calls
@@ -35,14 +43,14 @@ from app.records.outbox import Outbox
 from app.records.service import CallRecords
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
-from app.settings import Settings, load_settings
+from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.ultravox import UltravoxClient
 
 logger = logging.getLogger("app")
 
 
-def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:
     """The application. Without `settings` they are read from the environment and `.env` at
     start-up; `setup_logging` installs the service's log format (off in tests)."""
 
@@ -54,7 +62,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         store = build_store(config)
         adapters = build_adapters(config, store)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(transport=PooledTransport(limits)) as http:
+        transport = CappedTransport(PooledTransport(limits))
+        async with httpx.AsyncClient(transport=transport) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=config.ultravox_api_url,
@@ -68,6 +77,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             dedupe = CallDeduplicator(
                 store,
                 ttl_seconds=config.dedupe_ttl_seconds,
+                join_window_seconds=config.dedupe_join_window_seconds,
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
@@ -92,14 +102,21 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 await call_records.close()
                 await app.state.store.close()
 
-    app = FastAPI(title="Ultravox phone bridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Ultravox phone bridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
     app.include_router(health.router)
     app.include_router(webhooks.router)
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
     # Before media's `/{provider}/events`, which would take `/ultravox/events` for a provider.
     app.include_router(ultravox_events.router)
-    app.include_router(calls.router)
+    app.include_router(outbound.router)
     app.include_router(media.router)
     app.include_router(status.router)
     app.include_router(records.router)
@@ -109,7 +126,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
 
 
 async def start_records(
-    settings: Settings, http: httpx.AsyncClient
+    settings: ServiceSettings, http: httpx.AsyncClient
 ) -> tuple[CallRecords, Outbox | None]:
     """The call records: the database migrated to the current schema, the live-call count,
     the writer and upkeep tasks, and the outbox sender when CALL_EVENTS_URL is set."""
@@ -134,7 +151,7 @@ async def start_records(
     return records, outbox
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: ServiceSettings) -> Store:
     """Redis when `REDIS_URL` is set, so replicas share records; this process's memory otherwise."""
     if settings.redis_url is None:
         return MemoryStore()
@@ -145,14 +162,14 @@ def build_store(settings: Settings) -> Store:
     )
 
 
-def _call_source(settings: Settings) -> str:
+def _call_source(settings: ServiceSettings) -> str:
     """What decides each call: the routes file, or the environment's one agent or inline call."""
     if settings.routes_file is not None:
         return "routes file"
     return "agent" if settings.ultravox_agent_id else "inline"
 
 
-def _log_startup(settings: Settings, bridge: Bridge) -> None:
+def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
     ready = sorted(name for name, adapter in bridge.adapters.items() if adapter.ready)
     waiting = sorted(name for name, adapter in bridge.adapters.items() if not adapter.ready)
     logger.info(
@@ -177,19 +194,25 @@ def _log_startup(settings: Settings, bridge: Bridge) -> None:
                 "fields": {"hint": "VERIFY_SIGNATURES=false: anyone can start calls; local only"}
             },
         )
+    if settings.verify_signatures and settings.public_base_url is None:
+        logger.warning(
+            "startup.public_base_url_unset",
+            extra={
+                "fields": {
+                    "hint": "set PUBLIC_BASE_URL to the https origin in the providers' consoles; "
+                    "without it signatures are checked against the URL the request names, whose "
+                    "host the client chooses"
+                }
+            },
+        )
     unused = unused_settings(settings)
     if unused:
         logger.warning(
             "startup.settings_unused",
             extra={"fields": {"settings": ",".join(unused), "reason": "ROUTES_FILE is set"}},
         )
-    if not ready:
-        logger.warning(
-            "startup.no_provider_ready",
-            extra={
-                "fields": {"hint": "set TWILIO_AUTH_TOKEN, TELNYX_PUBLIC_KEY or PLIVO_AUTH_TOKEN"}
-            },
-        )
+    if not providers_taking_calls(settings, bridge.adapters):
+        logger.warning("startup.no_provider_ready", extra={"fields": {"hint": NO_PROVIDER_HINT}})
 
 
 app = create_app(setup_logging=True)

@@ -12,6 +12,7 @@ lets the webhooks in flight finish, for at most the Ultravox deadline plus a mar
 
 import logging
 import math
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -20,12 +21,16 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from app.settings import Settings
+from app.http_protocol import ConnectionLimits, guarded_protocol
+from app.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
 # Beyond the Ultravox deadline, what a webhook may still need: store round trips, the answer.
 SHUTDOWN_MARGIN_SECONDS = 2
+# File descriptors kept for what is not a client connection: the listening socket, Ultravox and
+# Redis connections, the relays' Ultravox sockets, log files.
+RESERVED_DESCRIPTORS = 128
 
 
 class DrainingServer(uvicorn.Server):
@@ -86,18 +91,55 @@ class DrainingServer(uvicorn.Server):
         return True
 
 
-def serve(app: FastAPI, settings: Settings) -> None:
-    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
-    config = uvicorn.Config(
+def connection_cap(wanted: int) -> int:
+    """`HTTP_MAX_CONNECTIONS`, lowered to what the process's descriptor limit leaves room for:
+    past that limit the server could not accept even the connection that would evict one."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft - RESERVED_DESCRIPTORS >= wanted:
+        return wanted
+    cap = max(16, soft - RESERVED_DESCRIPTORS)
+    logger.warning(
+        "startup.connection_cap_lowered",
+        extra={
+            "fields": {
+                "http_max_connections": wanted,
+                "cap": cap,
+                "descriptor_limit": soft,
+                "fix": "raise the open-files limit (ulimit -n) or lower HTTP_MAX_CONNECTIONS",
+            }
+        },
+    )
+    return cap
+
+
+def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
+    """uvicorn's configuration for `app`, from the settings only (uvicorn would otherwise read
+    FORWARDED_ALLOW_IPS from the process environment and miss the one in `.env`): address, proxy
+    headers, the request-read deadlines and connection cap of `app.http_protocol`, and the
+    graceful-shutdown bound."""
+    limits = ConnectionLimits(
+        head_timeout=settings.http_head_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_connections=connection_cap(settings.http_max_connections),
+    )
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=math.ceil(
             settings.ultravox_deadline_seconds + SHUTDOWN_MARGIN_SECONDS
         ),
     )
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run `app` on the configured host and port until SIGTERM or SIGINT."""
+    config = uvicorn_config(app, settings)
 
     def mark_draining() -> None:
         app.state.draining = True

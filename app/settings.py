@@ -1,15 +1,29 @@
-"""Configuration: one validated `Settings` object, read once at start-up from the environment
-and `.env`. Code receives settings; it never reads `os.environ` itself."""
+"""Configuration: the service's own settings, and the pieces each provider's options model is
+made of. `app/config.py` composes them with every registered provider's options into the one
+`Settings` object, read once at start-up from the environment and `.env`. Code receives
+settings; it never reads `os.environ` itself."""
 
-import base64
-import binascii
+import ipaddress
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.phone import E164, is_ascii_digits
+from app.ultravox import AGENT_CALL_FIELDS
 
 DEFAULT_FALLBACK_MESSAGE = (
     "Sorry, our assistant cannot take your call right now. Please try again in a few minutes."
@@ -18,20 +32,14 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant answering a phone call. Greet the caller, keep your "
     "answers short and speak naturally."
 )
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-DURATION = re.compile(r"^\d+(\.\d+)?s$")
+DURATION = re.compile(r"^[0-9]+(\.[0-9]+)?s$")
 # The time between the callee answering and the provider's media reaching Ultravox.
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
-TWILIO_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
-PLIVO_AUTH_ID = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
 # An embedded SQLite file beside the working directory, so `make run` needs no database server.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/calls.db"
 
-# Call fields an agent call cannot override, and fields the bridge itself decides.
-AGENT_FORBIDDEN_FIELDS = frozenset({"systemPrompt", "model", "temperature", "selectedTools"})
+# Call fields the bridge itself decides.
 BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
-
-SecretList = Annotated[list[SecretStr], NoDecode]
 
 
 class ConfigError(Exception):
@@ -44,10 +52,51 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of the service. Field names map to upper-case environment variables."""
+def _empty_is_none(value: str | None) -> str | None:
+    return value.strip() or None if value is not None else None
+
+
+def _caller_number(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if not E164.match(value.strip()):
+        raise ValueError("must be your number in E.164 form, such as +15005550006")
+    return value.strip()
+
+
+def long_tokens(tokens: list[SecretStr]) -> list[SecretStr]:
+    """`tokens`, unless one is too short to be a secret nobody guesses."""
+    if any(len(token.get_secret_value()) < 16 for token in tokens):
+        raise ValueError(
+            "each token must be at least 16 characters; generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return tokens
+
+
+def int_from_text(value: Any) -> Any:
+    """`value` as a number when it is text of ASCII digits, for a field typed `Literal[int]`:
+    the environment and `.env` give text, which never equals a Literal's int."""
+    if isinstance(value, str) and is_ascii_digits(value.strip()):
+        return int(value.strip())
+    return value
+
+
+# Secrets given comma-separated, so that a new one can be added before the old one is removed.
+SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
+# Text where an empty value means unset.
+OptionalText = Annotated[str | None, AfterValidator(_empty_is_none)]
+# One of your numbers, the caller of outbound calls: E.164, or empty for unset.
+CallerNumber = Annotated[str | None, AfterValidator(_caller_number)]
+
+
+class ServiceSettings(BaseSettings):
+    """The service's own settings: Ultravox, webhooks, fallback, server, store, routing and
+    outbound calls. Field names map to upper-case environment variables."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # The providers whose options the composed `Settings` carries (app/config.py).
+    provider_names: ClassVar[tuple[str, ...]] = ()
 
     ultravox_api_key: SecretStr
     ultravox_api_url: str = "https://api.ultravox.ai/api"
@@ -60,46 +109,33 @@ class Settings(BaseSettings):
 
     public_base_url: str | None = None
     verify_signatures: bool = True
-    twilio_auth_token: SecretList = Field(default_factory=list)
-    telnyx_public_key: SecretList = Field(default_factory=list)
-    plivo_auth_token: SecretList = Field(default_factory=list)
-
-    telnyx_stream_codec: Literal["L16", "PCMU", "PCMA", "G722", "OPUS", "AMR-WB"] = "L16"
-    telnyx_stream_sampling_rate: Literal[8000, 16000, 24000, 48000] = 16000
-    plivo_stream_content_type: Literal[
-        "audio/x-l16;rate=16000", "audio/x-l16;rate=8000", "audio/x-mulaw;rate=8000"
-    ] = "audio/x-l16;rate=16000"
-    vonage_signature_secret: SecretList = Field(default_factory=list)
-    vonage_sample_rate: Literal[8000, 16000] = 16000
-    asterisk_token: SecretList = Field(default_factory=list)
     relay_media_idle_timeout: str | None = "45s"
 
     fallback_message: str = Field(default=DEFAULT_FALLBACK_MESSAGE, min_length=1)
     fallback_dial_number: str | None = None
 
     host: str = "0.0.0.0"
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_phone_numbers: Literal["masked", "full"] = "masked"
 
     redis_url: SecretStr | None = None
     redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
-    dedupe_ttl_seconds: float = Field(default=600, gt=0)
+    dedupe_ttl_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    dedupe_join_window_seconds: float = Field(default=30, gt=0)
     dedupe_lease_seconds: float = Field(default=15, gt=0)
     shutdown_drain_seconds: float = Field(default=5, ge=0, le=120)
     shutdown_relay_grace_seconds: float = Field(default=300, ge=0, le=3600)
+    http_head_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=10, gt=0, le=300)
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    http_max_connections: int = Field(default=1000, ge=16)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
     console_session_hours: float = Field(default=8, gt=0, le=168)
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
-    twilio_account_sid: str | None = None
-    twilio_from_number: str | None = None
-    telnyx_api_key: SecretStr | None = None
-    telnyx_connection_id: str | None = None
-    telnyx_from_number: str | None = None
-    plivo_auth_id: str | None = None
-    plivo_from_number: str | None = None
 
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     call_retention_days: int = Field(default=30, ge=0, le=3650)
@@ -110,30 +146,16 @@ class Settings(BaseSettings):
     call_events_delay_seconds: float = Field(default=10, ge=0, le=3600)
     max_concurrent_calls: int | None = Field(default=None, ge=1)
 
-    @field_validator(
-        "twilio_auth_token",
-        "telnyx_public_key",
-        "plivo_auth_token",
-        "vonage_signature_secret",
-        "asterisk_token",
-        "bridge_api_tokens",
-        "ultravox_webhook_secrets",
-        "call_events_secret",
-        mode="before",
-    )
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
-        return _split_list(value)
+    def _upper_case_level(cls, value: Any) -> Any:
+        # uvicorn's --log-level is lower case; accept either.
+        return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("asterisk_token", "bridge_api_tokens", "call_events_secret")
+    @field_validator("bridge_api_tokens", "call_events_secret")
     @classmethod
     def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
-        if any(len(token.get_secret_value()) < 16 for token in tokens):
-            raise ValueError(
-                "each token must be at least 16 characters; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
-        return tokens
+        return long_tokens(tokens)
 
     @field_validator("relay_media_idle_timeout")
     @classmethod
@@ -143,21 +165,6 @@ class Settings(BaseSettings):
         if not DURATION.match(value.strip()):
             raise ValueError('must be a duration in seconds such as "45s", or empty to omit it')
         return value.strip()
-
-    @field_validator("telnyx_public_key")
-    @classmethod
-    def _ed25519_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        for key in keys:
-            try:
-                raw = base64.b64decode(key.get_secret_value(), validate=True)
-            except binascii.Error:
-                raw = b""
-            if len(raw) != 32:
-                raise ValueError(
-                    "each key must be the base64 of 32 raw bytes, as Telnyx Mission Control shows "
-                    "under Keys & Credentials > Public Key"
-                )
-        return keys
 
     @field_validator("ultravox_call_options", mode="before")
     @classmethod
@@ -197,6 +204,24 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list the addresses of your "
+                    "proxies, comma-separated, such as 10.0.0.0/8,127.0.0.1 (* trusts anyone)"
+                ) from None
+        if not entries:
+            raise ValueError("must name at least one address, such as 127.0.0.1")
+        return ",".join(entries)
+
     @field_validator("ultravox_api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
@@ -230,47 +255,12 @@ class Settings(BaseSettings):
             raise ValueError('must be a duration in seconds as Ultravox writes it, such as "60s"')
         return value.strip()
 
-    @field_validator("twilio_from_number", "telnyx_from_number", "plivo_from_number")
-    @classmethod
-    def _outbound_e164(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        if not E164.match(value.strip()):
-            raise ValueError("must be your number in E.164 form, such as +15005550006")
-        return value.strip()
-
-    @field_validator("twilio_account_sid", "telnyx_connection_id", "plivo_auth_id")
-    @classmethod
-    def _outbound_blank_is_none(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
-
-    @field_validator("twilio_account_sid")
-    @classmethod
-    def _twilio_account_sid(cls, value: str | None) -> str | None:
-        if value is not None and not TWILIO_ACCOUNT_SID.match(value):
-            raise ValueError("must be AC followed by 32 hex digits (Twilio Console > Account info)")
-        return value
-
-    @field_validator("plivo_auth_id")
-    @classmethod
-    def _plivo_auth_id(cls, value: str | None) -> str | None:
-        if value is not None and not PLIVO_AUTH_ID.match(value):
-            raise ValueError(
-                "must be MA or SA followed by 18 characters (Plivo Console > Overview)"
-            )
-        return value
-
-    @field_validator("telnyx_api_key")
-    @classmethod
-    def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is not None and value.get_secret_value().strip() else None
-
     @property
     def outbound_join_timeout_seconds(self) -> float:
         return float(self.outbound_join_timeout.removesuffix("s"))
 
     @model_validator(mode="after")
-    def _join_covers_ringing(self) -> "Settings":
+    def _join_covers_ringing(self) -> Self:
         # Ultravox ends a call nobody joined after joinTimeout: the callee must answer before.
         margin = self.outbound_join_timeout_seconds - self.outbound_ring_timeout_seconds
         if margin < OUTBOUND_CONNECT_MARGIN_SECONDS:
@@ -283,13 +273,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _agent_fields(self) -> "Settings":
+    def _agent_fields(self) -> Self:
         if self.ultravox_agent_id:
-            bad = sorted(AGENT_FORBIDDEN_FIELDS & self.ultravox_call_options.keys())
+            bad = sorted(self.ultravox_call_options.keys() - AGENT_CALL_FIELDS)
             if bad:
                 raise ValueError(
                     f"ULTRAVOX_CALL_OPTIONS sets {', '.join(bad)}, which an agent call cannot "
-                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID"
+                    "override; change them on the agent or unset ULTRAVOX_AGENT_ID (an agent "
+                    f"call takes {', '.join(sorted(AGENT_CALL_FIELDS))})"
                 )
         return self
 
@@ -326,7 +317,7 @@ class Settings(BaseSettings):
         return value.strip()
 
     @model_validator(mode="after")
-    def _call_events_signed(self) -> "Settings":
+    def _call_events_signed(self) -> Self:
         if self.call_events_url and not self.call_events_secret:
             raise ValueError(
                 "CALL_EVENTS_URL needs CALL_EVENTS_SECRET (16+ characters) so your endpoint can "
@@ -334,6 +325,12 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return self
+
+    @field_validator("max_concurrent_calls", mode="before")
+    @classmethod
+    def _no_limit_when_empty(cls, value: Any) -> Any:
+        # `MAX_CONCURRENT_CALLS=`, as `.env.example` shows it, means no limit.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_url")
     @classmethod
@@ -345,7 +342,7 @@ class Settings(BaseSettings):
         return SecretStr(value.get_secret_value().strip())
 
     @model_validator(mode="after")
-    def _lease_outlives_deadline(self) -> "Settings":
+    def _lease_outlives_deadline(self) -> Self:
         if self.dedupe_lease_seconds <= self.ultravox_deadline_seconds:
             raise ValueError(
                 f"DEDUPE_LEASE_SECONDS ({self.dedupe_lease_seconds:g}) must be longer than "
@@ -354,13 +351,15 @@ class Settings(BaseSettings):
             )
         return self
 
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, turning pydantic's errors into one readable message."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+    @model_validator(mode="after")
+    def _join_window_within_ttl(self) -> Self:
+        if self.dedupe_join_window_seconds > self.dedupe_ttl_seconds:
+            raise ValueError(
+                f"DEDUPE_JOIN_WINDOW_SECONDS ({self.dedupe_join_window_seconds:g}) must not "
+                f"exceed DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds:g}): once the record of "
+                "a call is gone, a repeat creates a new call"
+            )
+        return self
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -372,3 +371,21 @@ def describe_validation_error(exc: ValidationError) -> str:
             message = "is required: set it in the environment or in .env (see .env.example)"
         lines.append(f"  {name}: {message}")
     return "\n".join(lines)
+
+
+class ProviderOptions(BaseModel):
+    """One provider's settings, in its own folder (`app/providers/<name>/options.py`). The
+    service's `Settings` (app/config.py) carries every registered provider's fields beside its
+    own, so each is read from its upper-case environment variable like any other setting."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> Self:
+        """This provider's options among the service's settings."""
+        if not isinstance(settings, cls):
+            raise TypeError(
+                f"{type(settings).__name__} lacks {cls.__name__}: load the settings with "
+                "app.config.load_settings, which composes every provider's options"
+            )
+        return settings

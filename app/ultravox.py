@@ -20,6 +20,23 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Errors raised before the request reached Ultravox, so a retry cannot create a second call.
 # A read timeout is not among them: Ultravox may have created the call already.
 RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The call fields `POST /agents/{id}/calls` takes besides `medium`; Ultravox refuses others
+# (systemPrompt, model, inactivityMessages, languageHint, ...). The one list every agent call
+# is checked against: ULTRAVOX_CALL_OPTIONS, the routes file's `agent:` (whose model must list
+# the same fields) and outbound requests that name an agentId.
+AGENT_CALL_FIELDS = frozenset(
+    {
+        "templateContext",
+        "voice",
+        "maxDuration",
+        "joinTimeout",
+        "recordingEnabled",
+        "metadata",
+        "initialMessages",
+        "firstSpeakerSettings",
+        "callbacks",
+    }
+)
 
 
 class UltravoxError(Exception):

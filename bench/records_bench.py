@@ -21,8 +21,8 @@ import httpx
 import respx
 from twilio.request_validator import RequestValidator
 
+from app.config import Settings
 from app.main import create_app
-from app.settings import Settings
 
 TOKEN = "bench-twilio-token"
 API_URL = "https://ultravox.bench/api"

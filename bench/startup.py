@@ -20,7 +20,7 @@ SAMPLE = r"""
 import asyncio, json, sys, time
 started = time.perf_counter()
 from app.main import create_app
-from app.settings import Settings
+from app.config import Settings
 imported = time.perf_counter()
 values = {"ultravox_api_key": "k", "twilio_auth_token": "t", "plivo_auth_token": "p"}
 if sys.argv[1] == "on":

@@ -21,8 +21,8 @@ from nacl.signing import SigningKey
 from plivo.utils.signature_v3 import construct_get_url, construct_post_url, get_signature_v3
 from twilio.request_validator import RequestValidator
 
+from app.config import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.redis_server import RedisServer
 
 # The tests' SQLite record databases, removed when the run ends.
@@ -129,7 +129,7 @@ def twilio_webhook(
 
 def telnyx_webhook(
     fields: dict[str, str],
-    method: str = "GET",
+    method: str = "POST",
     path: str = "/telnyx/incoming",
     key: SigningKey = TELNYX_KEY,
     timestamp: int | None = None,

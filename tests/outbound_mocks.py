@@ -7,7 +7,8 @@ from typing import Any
 import responses
 import respx
 
-from app.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from app.config import Settings
+from app.settings import DEFAULT_SYSTEM_PROMPT
 from tests.conftest import API_URL, BASE_URL, JOIN_URL, make_settings
 
 API_TOKEN = "outbound-token-0123456789"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.settings import Settings
+from app.config import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "routes.example.yaml"
 
@@ -34,6 +34,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("ULTRAVOX_API_KEY", "test-key")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "twilio-test-token")  # a provider can take calls
 
 
 def test_example_routes_file_is_valid_and_printed_as_a_table(
@@ -138,6 +139,7 @@ def test_command_line_exit_codes(tmp_path: Path) -> None:
         key: value for key, value in os.environ.items() if key.lower() not in Settings.model_fields
     }
     env["ULTRAVOX_API_KEY"] = "test-key"
+    env["TWILIO_AUTH_TOKEN"] = "twilio-test-token"
     command = [sys.executable, "-m", "app.cli", "check-config", "--routes-file"]
 
     good = subprocess.run(

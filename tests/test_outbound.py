@@ -4,22 +4,23 @@ and the promise that inbound-only start-up never loads a dialing SDK."""
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.outbound import (
-    InvalidOutboundRequest,
-    OutboundCallRequest,
-    RouteRefusesCalls,
-    outbound_call_body,
-    outbound_target,
-)
-from app.providers.base import FallbackPlan, InboundCall
+from app.calltypes import FallbackPlan, InboundCall
+from app.config import Settings, load_settings
+from app.outbound.body import outbound_call_body
+from app.outbound.errors import InvalidOutboundRequest, RouteRefusesCalls
+from app.outbound.flow import OutboundCalls
+from app.outbound.request import OutboundCallRequest
+from app.outbound.target import outbound_target
+from app.providers.dialing import Dialed, Dialer, OutboundCall
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.routing.table import Rule
-from app.settings import ConfigError, load_settings
+from app.settings import ConfigError
 from tests.conftest import AGENT_ID, make_settings
 
 OUR_NUMBER = "+15005550001"
@@ -146,7 +147,7 @@ def test_api_tokens_are_comma_separated() -> None:
 START_UP = r"""
 import asyncio, json, sys
 from app.main import create_app
-from app.settings import Settings
+from app.config import Settings
 
 values = json.loads(sys.argv[1])
 app = create_app(Settings(_env_file=None, ultravox_api_key="k", **values))
@@ -215,3 +216,43 @@ def test_outbound_start_up_loads_the_configured_providers_sdks() -> None:
         "plivo": False,
         "redis": False,
     }
+
+
+class ClosingDialer(Dialer):
+    """A dialer that needs no settings and remembers whether it was closed."""
+
+    name = "closing"
+
+    def __init__(self, settings: Settings, executor: Any) -> None:
+        super().__init__(settings, executor)
+        self.closed = False
+
+    @staticmethod
+    def missing_settings(settings: Settings) -> list[str]:
+        return []
+
+    @staticmethod
+    def default_from(settings: Settings) -> str | None:
+        return OUR_NUMBER
+
+    async def dial(self, call: OutboundCall) -> Dialed:
+        return Dialed("dialled-1")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_closing_the_outbound_service_closes_its_dialers_and_threads() -> None:
+    outbound = OutboundCalls(make_settings(), (ClosingDialer,))
+    dialer = outbound.dialers["closing"]
+    assert isinstance(dialer, ClosingDialer)
+    dial_thread = await dialer.run_blocking(threading.current_thread)
+    assert dial_thread is not threading.current_thread()
+
+    await outbound.aclose()
+
+    assert dialer.closed
+    dial_thread.join(timeout=5)
+    assert not dial_thread.is_alive()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        await dialer.run_blocking(threading.current_thread)

@@ -66,14 +66,24 @@ async def test_redis_claim_returns_the_holders_value(redis_store: RedisStore) ->
     assert await redis_store.get("k") == "first"
 
 
-async def test_redis_concurrent_claims_have_one_winner(redis_store: RedisStore) -> None:
+async def assert_one_concurrent_claim_wins(store: MemoryStore | RedisStore) -> None:
     results = await asyncio.gather(
-        *(redis_store.claim("k", f"claimant-{n}", ttl_seconds=10) for n in range(20))
+        *(store.claim("k", f"claimant-{n}", ttl_seconds=10) for n in range(20))
     )
 
     winners = [n for n, held in enumerate(results) if held is None]
     assert len(winners) == 1
     assert set(results) == {None, f"claimant-{winners[0]}"}
+    assert await store.get("k") == f"claimant-{winners[0]}"
+
+
+async def test_memory_concurrent_claims_have_one_winner() -> None:
+    # The check and the put must not be split by a suspension, or every claimant wins.
+    await assert_one_concurrent_claim_wins(MemoryStore())
+
+
+async def test_redis_concurrent_claims_have_one_winner(redis_store: RedisStore) -> None:
+    await assert_one_concurrent_claim_wins(redis_store)
 
 
 async def test_redis_records_expire(redis_store: RedisStore) -> None:

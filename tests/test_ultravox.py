@@ -1,5 +1,6 @@
 """The Ultravox client alone: which failures it retries, how long it waits, and when it stops."""
 
+import asyncio
 import email.utils
 
 import httpx
@@ -23,13 +24,16 @@ CREATED = {"callId": "c-1", "joinUrl": "wss://voice.ultravox.test/j"}
 
 
 class Sleeps:
-    """A stand-in for asyncio.sleep that records the waits instead of waiting."""
+    """A stand-in for asyncio.sleep that records the waits instead of waiting. It still yields
+    to the event loop, so that a retry loop that never stops is cut off by the client's deadline
+    (and fails the test) instead of spinning forever."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -83,11 +87,32 @@ async def test_unavailable_is_retried_with_growing_backoff(api: respx.MockRouter
         assert ceiling / 2 <= wait <= ceiling
 
 
-async def test_connection_error_is_retried(api: respx.MockRouter) -> None:
+async def test_backoff_grows_no_longer_than_its_ceiling(api: respx.MockRouter) -> None:
+    api.post("/calls").side_effect = [httpx.Response(503)] * 6 + [httpx.Response(201, json=CREATED)]
+    sleeps = Sleeps()
+    await (await make_client(sleeps)).create_call({})
+    # 0.2, 0.4, 0.8, 1.6, then the 2 s ceiling instead of 3.2 and 6.4; each jittered.
+    assert len(sleeps.waits) == 6
+    for wait, ceiling in zip(sleeps.waits, [0.2, 0.4, 0.8, 1.6, 2.0, 2.0], strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.PoolTimeout("busy")],
+    ids=["connect-error", "connect-timeout", "pool-timeout"],
+)
+async def test_errors_before_the_request_was_sent_are_retried(
+    api: respx.MockRouter, error: httpx.TransportError
+) -> None:
+    # The request never reached Ultravox, so trying again cannot create a second call.
     route = api.post("/calls")
-    route.side_effect = [httpx.ConnectError("refused"), httpx.Response(201, json=CREATED)]
-    await (await make_client(Sleeps())).create_call({})
+    route.side_effect = [error, httpx.Response(201, json=CREATED)]
+    sleeps = Sleeps()
+    call = await (await make_client(sleeps)).create_call({})
+    assert call.call_id == "c-1"
     assert route.call_count == 2
+    assert len(sleeps.waits) == 1
 
 
 async def test_read_timeout_is_not_retried_because_the_call_may_exist(

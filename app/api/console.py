@@ -29,7 +29,7 @@ from app.console.page import (
     refused_page,
     sign_in_page,
 )
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 router = APIRouter(prefix="/console", tags=["console"])
 
@@ -61,7 +61,7 @@ def _disabled() -> Response:
 def _set_cookie(
     response: Response,
     request: Request,
-    settings: Settings,
+    settings: ServiceSettings,
     base: str,
     value: str,
     max_age: int | None = None,
@@ -78,7 +78,9 @@ def _set_cookie(
     )
 
 
-def _delete_cookie(response: Response, request: Request, settings: Settings, base: str) -> None:
+def _delete_cookie(
+    response: Response, request: Request, settings: ServiceSettings, base: str
+) -> None:
     _set_cookie(response, request, settings, base, "", max_age=0)
 
 
@@ -131,7 +133,7 @@ async def calls(request: Request, settings: SettingsDep) -> Response:
 
 def _sign_in_form(
     request: Request,
-    settings: Settings,
+    settings: ServiceSettings,
     message: str | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,

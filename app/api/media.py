@@ -10,11 +10,11 @@ from app.api.deps import BridgeDep, SettingsDep
 from app.api.status import record_status
 from app.api.ultravox_events import RecordsDep
 from app.api.webhooks import webhook_request
-from app.bridge import Bridge
-from app.providers.base import InboundCall, MalformedWebhook, WebhookError, WebhookRequest
+from app.calltypes import InboundCall, MalformedWebhook, WebhookError, WebhookRequest
+from app.inbound import Bridge, UnknownProvider
 from app.providers.media import CallEvents, MediaEndpoint
-from app.relay.calls import create_relayed_call
 from app.relay.relay import Relay
+from app.relayed_calls import create_relayed_call
 from app.ultravox import UltravoxCall
 
 router = APIRouter(tags=["media"])
@@ -87,7 +87,7 @@ async def events(
     call's record when they report its status."""
     adapter = bridge.adapters.get(provider)
     if not isinstance(adapter, CallEvents):
-        return Response(f"no events endpoint for {provider!r}\n", 404, media_type="text/plain")
+        raise UnknownProvider(f"no events endpoint for {provider!r}")
     try:
         webhook = await webhook_request(request, settings.public_base_url)
         adapter.check(webhook)
@@ -97,7 +97,7 @@ async def events(
             "call.event_refused",
             extra={"fields": {"provider": provider, "status": exc.status_code, "reason": str(exc)}},
         )
-        return Response(f"{exc}\n", exc.status_code, media_type="text/plain")
+        raise
     logger.info("call.event", extra={"fields": {"provider": provider, **fields}})
     try:
         return await record_status(records, adapter, webhook)

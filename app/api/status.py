@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from app.api.deps import BridgeDep, SettingsDep
 from app.api.ultravox_events import RecordsDep
 from app.api.webhooks import webhook_request
-from app.providers.base import ProviderAdapter, WebhookError, WebhookRequest
+from app.calltypes import WebhookError, WebhookRequest
+from app.providers.base import ProviderAdapter
 from app.records import metrics
 from app.records.service import CallRecords, RecordsUnavailable
 from app.records.sources import status_change

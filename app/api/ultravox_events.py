@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from app.api.deps import SettingsDep
-from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
+from app.providers import PROVIDER_NAMES
 from app.records import metrics
 from app.records.service import CallRecords, RecordsUnavailable
 from app.records.signing import BadSignature, verify
@@ -24,7 +24,6 @@ logger = logging.getLogger("app.records")
 MAX_BODY_BYTES = 256 * 1024
 # Ultravox's docs: accept a webhook signed within about a minute of its arrival.
 TIMESTAMP_TOLERANCE_SECONDS = 60
-PROVIDER_NAMES = frozenset(a.name for a in ADAPTERS) | {e.name for e in MEDIA_ONLY_ENDPOINTS}
 
 
 class BodyTooLarge(Exception):

@@ -6,9 +6,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import BridgeDep, SettingsDep
-from app.bridge import Bridge
-from app.providers.base import Answer, WebhookError, WebhookRequest
-from app.settings import Settings
+from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count
+from app.inbound import Bridge
+from app.settings import ServiceSettings
 
 router = APIRouter(tags=["webhooks"])
 
@@ -43,12 +43,21 @@ async def read_body(request: Request) -> bytes:
 
 
 async def webhook_request(request: Request, public_base_url: str | None) -> WebhookRequest:
+    """The request as the provider adapters read it. A query or form of more fields than any
+    provider sends is refused here (`TooManyFields`), before any adapter's signature check."""
+    query: bytes = request.scope.get("query_string", b"")
+    if query:
+        check_field_count(query.count(b"&") + 1, "query")
+    body = await read_body(request) if request.method == "POST" else b""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body and content_type == "application/x-www-form-urlencoded":
+        check_field_count(body.count(b"&") + 1, "form")
     return WebhookRequest(
         method=request.method,
         url=signed_url(request, public_base_url),
         headers=request.headers,
         query=request.query_params.multi_items(),
-        body=await read_body(request) if request.method == "POST" else b"",
+        body=body,
         received_at=time.time(),
     )
 
@@ -57,15 +66,11 @@ def _response(answer: Answer) -> Response:
     return Response(content=answer.body, media_type=answer.media_type)
 
 
-def _refusal(exc: WebhookError) -> Response:
-    return Response(content=f"{exc}\n", status_code=exc.status_code, media_type="text/plain")
-
-
 async def _serve(
     provider: str,
     request: Request,
     bridge: Bridge,
-    settings: Settings,
+    settings: ServiceSettings,
     answer: Callable[[str, WebhookRequest], Awaitable[Answer]],
 ) -> Response:
     started = time.perf_counter()
@@ -73,11 +78,9 @@ async def _serve(
         webhook = await webhook_request(request, settings.public_base_url)
     except WebhookError as exc:
         bridge.refused(provider, request.method, exc, started)
-        return _refusal(exc)
-    try:
-        return _response(await answer(provider, webhook))
-    except WebhookError as exc:  # the bridge has logged and counted it
-        return _refusal(exc)
+        raise
+    # A WebhookError from here on has been logged and counted by the bridge.
+    return _response(await answer(provider, webhook))
 
 
 @router.api_route("/{provider}/incoming", methods=["GET", "POST"])

@@ -8,7 +8,7 @@ from fastapi import Request
 
 from app.console.attempts import SignInAttempts
 from app.console.sessions import Session, Sessions
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 SESSION_COOKIE = "bridge_console"
 SIGN_IN_COOKIE = "bridge_console_sign_in"
@@ -22,12 +22,12 @@ class Console:
     attempts: SignInAttempts = field(default_factory=SignInAttempts)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Console":
+    def from_settings(cls, settings: ServiceSettings) -> "Console":
         tokens = [token.get_secret_value().encode() for token in settings.bridge_api_tokens]
         return cls(Sessions(tokens, settings.console_session_hours * 3600))
 
 
-def secure_cookies(request: Request, settings: Settings) -> bool:
+def secure_cookies(request: Request, settings: ServiceSettings) -> bool:
     """Whether the browser talks https: this request came over it (directly or through a
     proxy's X-Forwarded-Proto), or PUBLIC_BASE_URL says the public origin is https."""
     public = settings.public_base_url or ""
@@ -42,13 +42,13 @@ def cookie_name(base: str, secure: bool) -> str:
 
 def session_of(request: Request) -> Session | None:
     """The request's valid console session, if it has one."""
-    settings: Settings = request.app.state.settings
+    settings: ServiceSettings = request.app.state.settings
     console: Console = request.app.state.console
     name = cookie_name(SESSION_COOKIE, secure_cookies(request, settings))
     return console.sessions.check(request.cookies.get(name))
 
 
-def same_origin(request: Request, settings: Settings) -> bool:
+def same_origin(request: Request, settings: ServiceSettings) -> bool:
     """Whether a state-changing request comes from this service's own page: its Origin is the
     origin the request was sent to (scheme and Host), or PUBLIC_BASE_URL's. A request without
     an Origin (or with `null`) is refused: every browser sends one with a form's POST."""

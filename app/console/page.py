@@ -9,7 +9,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
+from app.providers import PROVIDER_NAMES
 from app.records.changes import OUTCOMES
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -129,7 +129,7 @@ def _options(values: list[str]) -> str:
 
 
 def calls_page(csrf_token: str) -> str:
-    providers = sorted([cls.name for cls in ADAPTERS] + [cls.name for cls in MEDIA_ONLY_ENDPOINTS])
+    providers = sorted(PROVIDER_NAMES)
     return _document(
         "Calls",
         f"""<header class="bar">

@@ -8,103 +8,24 @@ and the call logic only ever talk to this interface.
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
 
+from app.calltypes import (
+    Answer,
+    CallStatus,
+    FallbackPlan,
+    InboundCall,
+    MalformedWebhook,
+    NoStatusCallbacks,
+    ProviderNotConfigured,
+    SignatureError,
+    WebhookError,
+    WebhookRequest,
+)
 from app.phone import to_e164
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.store import Store
 from app.ultravox import UltravoxCall
-
-
-class WebhookError(Exception):
-    """A webhook the service refuses; `status_code` is the HTTP answer."""
-
-    status_code = 400
-
-
-class MalformedWebhook(WebhookError):
-    """The webhook lacks a field the service needs, or cannot be decoded."""
-
-    status_code = 400
-
-
-class SignatureError(WebhookError):
-    """The webhook's signature is missing, wrong or stale: it did not come from the provider."""
-
-    status_code = 403
-
-
-class NoStatusCallbacks(WebhookError):
-    """The provider has no status callbacks on this service."""
-
-    status_code = 404
-
-
-class ProviderNotConfigured(WebhookError):
-    """Signatures are required but no secret is configured for this provider."""
-
-    status_code = 503
-
-
-@dataclass(frozen=True)
-class WebhookRequest:
-    """An HTTP request as a provider sent it, independent of the web framework.
-
-    `url` is the URL the provider requested (rebuilt from PUBLIC_BASE_URL when set), which is
-    what providers sign.
-    """
-
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    query: Sequence[tuple[str, str]]
-    body: bytes
-    received_at: float
-
-    def form(self) -> list[tuple[str, str]]:
-        """The form-encoded body's fields, in order (empty for GET)."""
-        if not self.body:
-            return []
-        try:
-            text = self.body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedWebhook("the body is not UTF-8") from None
-        return parse_qsl(text, keep_blank_values=True)
-
-    def params(self) -> list[tuple[str, str]]:
-        """The webhook's fields: the form body for POST, the query string for GET."""
-        return self.form() if self.method == "POST" else list(self.query)
-
-
-@dataclass(frozen=True)
-class InboundCall:
-    """A provider's incoming call, normalised: who called whom, through which provider."""
-
-    provider: str
-    call_id: str
-    from_number: str
-    to_number: str
-    raw: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class CallStatus:
-    """A provider's report on a call's progress (a status callback or call event), normalised.
-
-    `call_ids` holds the call's id first, then any other id the provider knows it by (an
-    outbound call's request id); `final` says the call is over; `sequence` tells repeats of one
-    report from new reports of the same status."""
-
-    provider: str
-    call_ids: tuple[str, ...]
-    status: str
-    final: bool
-    duration_seconds: float | None = None
-    hangup_cause: str | None = None
-    at: float | None = None
-    sequence: str | None = None
 
 
 def seconds_field(params: Mapping[str, str], name: str) -> float | None:
@@ -117,22 +38,6 @@ def seconds_field(params: Mapping[str, str], name: str) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < 10**7 else None
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The body and media type the provider receives in reply to its webhook."""
-
-    body: bytes
-    media_type: str
-
-
-@dataclass(frozen=True)
-class FallbackPlan:
-    """What a caller hears when no agent can take the call: a message, then a dial or hang-up."""
-
-    message: str
-    dial_number: str | None = None
-
-
 def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
     """Each field's value. Providers send each field once; a repeated one is refused, because a
     signature check and the reading of the call could otherwise take different values."""
@@ -141,6 +46,14 @@ def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
         if name in values:
             raise MalformedWebhook(f"field {name} is repeated")
         values[name] = value
+    return values
+
+
+def multi_map(params: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each field's values by name, in order, built in one pass (linear in the field count)."""
+    values: dict[str, list[str]] = {}
+    for name, value in params:
+        values.setdefault(name, []).append(value)
     return values
 
 
@@ -173,15 +86,23 @@ class ProviderAdapter(ABC):
     fail fast there, not per call, when their configuration is unusable."""
 
     name: ClassVar[str]
+    # The setting whose secret verifies this provider's webhooks.
+    secret_setting: ClassVar[str]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         self.verify_signatures = settings.verify_signatures
 
     @classmethod
-    def build(cls, settings: Settings, store: Store) -> "ProviderAdapter":
+    def build(cls, settings: ServiceSettings, store: Store) -> "ProviderAdapter":
         """The adapter for the application. Adapters that keep call sessions between the
         webhook and the media socket (relayed providers) override it to take the shared store."""
         return cls(settings)
+
+    @classmethod
+    def setup_hint(cls) -> str:
+        """What to set so that this provider can take calls: its secret's setting, and what
+        else its calls need."""
+        return cls.secret_setting
 
     @property
     @abstractmethod
@@ -199,7 +120,16 @@ class ProviderAdapter(ABC):
             return
         if not self.has_secrets:
             raise ProviderNotConfigured(f"no {self.name} secret is configured")
-        self.verify(request)
+        try:
+            self.verify(request)
+        except WebhookError:
+            raise
+        except Exception as exc:
+            # A provider SDK that chokes on hostile input (a query of bytes that are not UTF-8, a
+            # claim of the wrong type) has not vouched for the request: refuse it, never crash.
+            raise SignatureError(
+                f"the {self.name} signature could not be checked ({type(exc).__name__})"
+            ) from None
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None:
@@ -208,6 +138,12 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse(self, request: WebhookRequest) -> InboundCall:
         """Read the incoming call from a verified webhook; `MalformedWebhook` if fields lack."""
+
+    async def hold(self, request: WebhookRequest, call: InboundCall) -> None:
+        """Refuse (`SignatureError`) a verified webhook whose signature does not cover `call`'s
+        fields and already vouched for another call. Most providers sign the call's fields, so
+        there is nothing to hold; one that does not keeps its signatures in the shared store."""
+        return None
 
     def parse_status(self, request: WebhookRequest) -> CallStatus:
         """Read a verified status callback (`/{name}/status`): the call's progress. Providers

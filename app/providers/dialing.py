@@ -6,6 +6,8 @@ happens only when outbound calling is configured, so inbound-only start-up never
 """
 
 import asyncio
+import socket
+import ssl
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 T = TypeVar("T")
 
@@ -57,6 +59,35 @@ def never_sent(exc: Exception) -> bool:
     )
 
 
+def plain_reason(exc: BaseException) -> str:
+    """Why a request to a provider failed, in a few plain words for the API's answer and the
+    log: what the chain of causes says (a name that does not resolve, a refused connection, a
+    timeout), not the library's exception repr with its object addresses."""
+    causes: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or current in causes:
+            continue
+        causes.append(current)
+        # Libraries wrap the OS error as a cause, a context, urllib3's `reason` or an argument.
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        pending += list(current.args[:1])
+    names = {type(cause).__name__ for cause in causes}
+    for cause in causes:  # the response caps' own message already says it plainly
+        if type(cause).__name__ == "ResponseTooLarge":
+            return str(cause)
+    if any(isinstance(c, socket.gaierror) for c in causes) or "NameResolutionError" in names:
+        return "its host name does not resolve"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "the connection was refused"
+    if any(isinstance(c, TimeoutError) for c in causes) or any("Timeout" in n for n in names):
+        return "it did not answer in time"
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return "the TLS handshake failed"
+    return "the connection failed"
+
+
 class DialUncertain(DialError):
     """The request failed before the provider's answer arrived (connection lost, timeout): the
     provider may or may not be dialing."""
@@ -94,17 +125,17 @@ class Dialer(ABC):
     # Whether the provider fetches the stream instructions from an answer URL on this service.
     needs_answer_url: ClassVar[bool] = False
 
-    def __init__(self, settings: Settings, executor: Executor) -> None:
+    def __init__(self, settings: ServiceSettings, executor: Executor) -> None:
         self._executor = executor
 
     @staticmethod
     @abstractmethod
-    def missing_settings(settings: Settings) -> list[str]:
+    def missing_settings(settings: ServiceSettings) -> list[str]:
         """The settings this dialer needs that are not set; empty when it can be built."""
 
     @staticmethod
     @abstractmethod
-    def default_from(settings: Settings) -> str | None:
+    def default_from(settings: ServiceSettings) -> str | None:
         """The caller number used when a request gives none."""
 
     @abstractmethod

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket
 
-from app.providers.base import InboundCall, WebhookError, WebhookRequest
+from app.calltypes import InboundCall, WebhookError, WebhookRequest
 from app.relay.platform import PlatformMedia
 from app.relay.relay import CallIds
-from app.settings import Settings
+from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
 # Creates the Ultravox call for a socket that arrived without a webhook before it (Asterisk);
@@ -50,11 +50,23 @@ class MediaEndpoint(ABC):
     """A provider's media socket endpoint, `/{name}/media[/{reference}]`."""
 
     name: ClassVar[str]
+    # The setting whose secret a platform presents on the socket.
+    secret_setting: ClassVar[str]
 
     @abstractmethod
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServiceSettings) -> None:
         """Endpoints are built once at start-up from the settings (media-only ones by the
         registry in app/providers/__init__.py); subclasses read what they need."""
+
+    @classmethod
+    def setup_hint(cls) -> str:
+        """What to set so that this endpoint can take calls."""
+        return cls.secret_setting
+
+    @property
+    def ready(self) -> bool:
+        """Whether a platform's socket can be admitted (its secret is configured)."""
+        return True
 
     def subprotocol(self, offered: list[str]) -> str | None:
         """The WebSocket subprotocol to accept among those the platform offered, if any."""

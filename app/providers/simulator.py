@@ -2,7 +2,7 @@
 send the webhook that provider would send and read the answer in that provider's dialect.
 
 A simulator owns its provider's field set, its signing and its XML dialect; the command in
-`app/simulate.py` only ever talks to this interface.
+in `app/simulate/` only ever talks to this interface.
 """
 
 import xml.etree.ElementTree as ET
@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from urllib.parse import urlencode
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 HttpMethod = Literal["GET", "POST"]
 FORM = "application/x-www-form-urlencoded"
@@ -22,21 +22,6 @@ FORM = "application/x-www-form-urlencoded"
 
 class SimulatorError(Exception):
     """The simulation cannot be built: a secret is missing or unusable. The message names it."""
-
-
-class SimulatorSettings(BaseSettings):
-    """The provider secrets `simulate` signs with, from the environment or `.env`.
-
-    Deliberately not the service's `Settings`: simulating needs only the provider's secret, so it
-    runs on a laptop that has no Ultravox key. A comma-separated rotation list is accepted; the
-    first value signs.
-    """
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
-
-    twilio_auth_token: SecretStr | None = None
-    plivo_auth_token: SecretStr | None = None
-    telnyx_private_key: SecretStr | None = None
 
 
 def first_of_rotation(value: SecretStr | None) -> str | None:
@@ -106,9 +91,10 @@ class Simulator(ABC):
         """Ready to sign with `secret`; `SimulatorError` when it is unusable."""
 
     @classmethod
-    @abstractmethod
-    def secret_from(cls, settings: SimulatorSettings) -> str | None:
-        """This provider's signing secret among the simulator settings."""
+    def secret_from(cls, settings: BaseSettings) -> str | None:
+        """This provider's signing secret among the simulator settings (app/simulate/): the
+        first of its `secret_setting`'s comma-separated list."""
+        return first_of_rotation(getattr(settings, cls.secret_setting.lower(), None))
 
     @classmethod
     def make_key_pair(cls) -> KeyPair:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.calltypes import InboundCall
 from app.logs import mask_phone
-from app.providers.base import InboundCall
 from app.records import metrics
 from app.records.changes import (
     ANSWERED,

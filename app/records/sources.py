@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from app.providers.base import CallStatus
+from app.calltypes import CallStatus
 from app.records.changes import CallChange, TimelineEntry, record_id_for
 
 ULTRAVOX_EVENTS = ("call.started", "call.joined", "call.ended", "call.billed")

@@ -13,7 +13,7 @@ from app.routing.table import (
     default_route,
     describe_target,
 )
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 __all__ = [
     "AgentTarget",
@@ -41,14 +41,14 @@ SINGLE_CALL_SETTINGS = (
 )
 
 
-def table_from_settings(settings: Settings) -> RoutingTable:
+def table_from_settings(settings: ServiceSettings) -> RoutingTable:
     """The routing table at start-up: the routes file's, or the environment's single route."""
     if settings.routes_file is not None:
         return load_routing_table(settings.routes_file, settings)
     return RoutingTable(default=default_route(settings))
 
 
-def unused_settings(settings: Settings) -> list[str]:
+def unused_settings(settings: ServiceSettings) -> list[str]:
     """Single-call settings that were set although ROUTES_FILE decides every call instead."""
     if settings.routes_file is None:
         return []

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from app.routing.routes_file import load_routing_table
 from app.routing.table import RoutingTable
-from app.settings import ConfigError, Settings
+from app.settings import ConfigError, ServiceSettings
 
 logger = logging.getLogger("app.routing")
 
@@ -23,7 +23,7 @@ class HasRouting(Protocol):
     routing: RoutingTable
 
 
-def reload_routing(holder: HasRouting, settings: Settings) -> bool:
+def reload_routing(holder: HasRouting, settings: ServiceSettings) -> bool:
     """Read ROUTES_FILE again and put its table in force; True when it did. On any error the
     table in force stays and the error is logged."""
     path = settings.routes_file
@@ -61,7 +61,7 @@ def reload_routing(holder: HasRouting, settings: Settings) -> bool:
 
 
 @asynccontextmanager
-async def reload_on_sighup(holder: HasRouting, settings: Settings) -> AsyncIterator[None]:
+async def reload_on_sighup(holder: HasRouting, settings: ServiceSettings) -> AsyncIterator[None]:
     """While inside, SIGHUP reloads the routes file; a reload under way is awaited on exit."""
     if threading.current_thread() is not threading.main_thread():
         # Signal handlers can only be installed from the main thread (an app run in a thread).

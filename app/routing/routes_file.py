@@ -11,11 +11,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from app.providers.base import FallbackPlan
+from app.calltypes import FallbackPlan
 from app.routing.placeholders import compile_value
 from app.routing.schema import (
     BRIDGE_FIELDS,
-    PROVIDER_NAMES,
     TEMPLATED_FIELDS,
     AgentCall,
     DefaultRoute,
@@ -34,7 +33,7 @@ from app.routing.table import (
     Rule,
     Target,
 )
-from app.settings import ConfigError, Settings
+from app.settings import ConfigError, ServiceSettings
 
 # PyYAML's safe loader, its parser in C when libyaml is there (three times faster).
 SAFE_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
@@ -48,9 +47,10 @@ class RoutesFileError(ConfigError):
 
 
 def load_routing_table(
-    path: Path, settings: Settings, providers: Collection[str] = PROVIDER_NAMES
+    path: Path, settings: ServiceSettings, providers: Collection[str] | None = None
 ) -> RoutingTable:
-    """The routing table `path` describes; `RoutesFileError` for anything wrong with it."""
+    """The routing table `path` describes; `RoutesFileError` for anything wrong with it. A route
+    may name any of `providers`, by default the providers the settings were composed with."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -63,14 +63,15 @@ def load_routing_table(
         data = {}
     if not isinstance(data, dict):
         raise RoutesFileError([f"{path}: must be a mapping with `routes:` and/or `default:`"])
+    known = settings.provider_names if providers is None else providers
     try:
-        spec = RoutesFile.model_validate(data, context={"providers": tuple(providers)})
+        spec = RoutesFile.model_validate(data, context={"providers": tuple(known)})
     except ValidationError as exc:
         raise RoutesFileError([_error_line(path, error, data) for error in exc.errors()]) from None
     return _build_table(path, spec, settings)
 
 
-def _build_table(path: Path, spec: RoutesFile, settings: Settings) -> RoutingTable:
+def _build_table(path: Path, spec: RoutesFile, settings: ServiceSettings) -> RoutingTable:
     problems: list[str] = []
     rules: list[Rule] = []
     names: dict[str, str] = {}
@@ -94,7 +95,12 @@ def _build_table(path: Path, spec: RoutesFile, settings: Settings) -> RoutingTab
 
 
 def _route(
-    path: Path, label: str, name: str, spec: RouteTarget, settings: Settings, problems: list[str]
+    path: Path,
+    label: str,
+    name: str,
+    spec: RouteTarget,
+    settings: ServiceSettings,
+    problems: list[str],
 ) -> Route:
     chosen = [key for key in ("agent", "inline", "reject") if getattr(spec, key)]
     target: Target = RejectTarget()
@@ -151,7 +157,7 @@ def _given(call: BaseModel, exclude: set[str] | None = None) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _fallback(spec: Fallback | None, settings: Settings) -> FallbackPlan:
+def _fallback(spec: Fallback | None, settings: ServiceSettings) -> FallbackPlan:
     plan = FallbackPlan(settings.fallback_message, settings.fallback_dial_number)
     if spec is None:
         return plan

@@ -17,12 +17,9 @@ from pydantic import (
     field_validator,
 )
 
-from app.phone import to_e164
-from app.providers import ADAPTERS, MEDIA_ONLY_ENDPOINTS
+from app.phone import is_ascii_digits, written_e164
 from app.routing.placeholders import CALL_PLACEHOLDERS, compile_value
-from app.settings import E164
 
-PROVIDER_NAMES = tuple(a.name for a in ADAPTERS) + tuple(e.name for e in MEDIA_ONLY_ENDPOINTS)
 # Inline fields whose text may hold placeholders.
 TEMPLATED_FIELDS = ("systemPrompt", "timeExceededMessage", "initialMessages", "inactivityMessages")
 # Fields the bridge sets itself, whatever the route says.
@@ -34,7 +31,7 @@ BRIDGE_FIELDS = {
 
 def _duration(value: Any) -> Any:
     text = value if isinstance(value, str) else ""
-    if not text.endswith("s") or not text.removesuffix("s").replace(".", "", 1).isdigit():
+    if not text.endswith("s") or not is_ascii_digits(text.removesuffix("s").replace(".", "", 1)):
         raise ValueError(f'must be a duration in seconds such as "600s", not {value!r}')
     return value
 
@@ -126,7 +123,7 @@ class Fallback(_Strict):
     @field_validator("dial_number")
     @classmethod
     def _dial_number(cls, value: str | None) -> str | None:
-        return None if value is None else e164(value)
+        return None if value is None else written_e164(value)
 
 
 class RouteTarget(_Strict):
@@ -168,12 +165,13 @@ class NumberRoute(RouteTarget):
     def _e164(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("must name at least one phone number")
-        return [e164(number) for number in value]
+        return [written_e164(number) for number in value]
 
     @field_validator("provider")
     @classmethod
     def _provider(cls, value: str | None, info: ValidationInfo) -> str | None:
-        known: Collection[str] = (info.context or {}).get("providers", PROVIDER_NAMES)
+        # The registered providers, given by load_routing_table from the settings.
+        known: Collection[str] = (info.context or {}).get("providers", ())
         if value is not None and value not in known:
             raise ValueError(f"{value!r} is not a provider; use one of {', '.join(known)}")
         return value
@@ -189,7 +187,7 @@ class NumberRoute(RouteTarget):
         if value is None:
             return None
         compact = "".join(ch for ch in value if ch not in " -().")
-        if not (compact.startswith("+") and compact[1:].isdigit() and len(compact) <= 16):
+        if not (compact.startswith("+") and is_ascii_digits(compact[1:]) and len(compact) <= 16):
             raise ValueError(
                 f"{value!r} must be the start of an E.164 number: + then digits, such as +1500"
             )
@@ -209,15 +207,3 @@ def _refuse_unquoted(value: Any) -> Any:
             "as an integer and drops its +"
         )
     return value
-
-
-def e164(number: str) -> str:
-    """A phone number written in the file, in E.164 form; spaces, dashes and brackets allowed,
-    the + and country code required (a number without them would be guessed, not read)."""
-    normalised = to_e164(number)
-    if not number.strip().startswith("+") or not E164.match(normalised):
-        raise ValueError(
-            f"{number!r} is not a phone number in E.164 form (+, country code, number, "
-            "such as +15005550100)"
-        )
-    return normalised

@@ -4,9 +4,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.providers.base import FallbackPlan, InboundCall
+from app.calltypes import FallbackPlan, InboundCall
 from app.routing.placeholders import Template
-from app.settings import Settings
+from app.settings import ServiceSettings
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def describe_target(target: Target) -> str:
     return "reject"
 
 
-def default_route(settings: Settings) -> Route:
+def default_route(settings: ServiceSettings) -> Route:
     """The route the environment settings describe."""
     target: Target
     if settings.ultravox_agent_id:

@@ -3,6 +3,7 @@ in each provider's dialect, well inside the provider's deadline."""
 
 import asyncio
 import logging
+import time
 
 import httpx
 import pytest
@@ -13,6 +14,8 @@ from tests.conftest import API_KEY, ProviderCase, make_settings, running_app
 
 MESSAGE = "Sorry <all> lines & agents are busy."
 DIAL = "+15005550100"
+# What answering takes beyond waiting on Ultravox, with room for a loaded test machine.
+ANSWER_MARGIN_SECONDS = 1.0
 
 FALLBACK_XML = {
     ("twilio", None): '<?xml version="1.0" encoding="UTF-8"?><Response>'
@@ -132,11 +135,15 @@ async def test_ultravox_429_asking_to_wait_past_the_deadline_falls_back_at_once(
     from tests.conftest import twilio_fields, twilio_webhook
 
     route = ultravox.post("/calls").respond(429, headers={"Retry-After": "60"})
-    async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
-        # Bounded so that a service waiting the 60 s would fail the test instead of hanging it.
-        response = await asyncio.wait_for(twilio_webhook(twilio_fields()).send(client), 10)
+    # A long deadline, so that waiting on the 429 until the deadline cuts it off is told apart
+    # from falling back at once.
+    async with running_app(fallback_settings(ultravox_deadline_seconds=6)) as client:  # type: ignore[arg-type]
+        started = time.perf_counter()
+        response = await twilio_webhook(twilio_fields()).send(client)
+        elapsed = time.perf_counter() - started
     assert response.text == FALLBACK_XML[("twilio", None)]
     assert route.call_count == 1
+    assert elapsed < ANSWER_MARGIN_SECONDS
 
 
 async def test_ultravox_hanging_past_the_deadline_gives_the_fallback(
@@ -149,11 +156,16 @@ async def test_ultravox_hanging_past_the_deadline_gives_the_fallback(
         raise AssertionError("unreachable")
 
     ultravox.post("/calls").side_effect = hang
-    settings = fallback_settings(ultravox_deadline_seconds=0.3)
+    deadline = 0.3
+    settings = fallback_settings(ultravox_deadline_seconds=deadline)
     async with running_app(settings) as client:  # type: ignore[arg-type]
-        response = await asyncio.wait_for(provider.webhook(provider.fields()).send(client), 10)
+        started = time.perf_counter()
+        response = await provider.webhook(provider.fields()).send(client)
+        elapsed = time.perf_counter() - started
     assert response.status_code == 200
     assert response.text == FALLBACK_XML[(provider.name, None)]
+    # The deadline is what the caller waits: all of it for a hanging Ultravox, and no more.
+    assert deadline - 0.01 <= elapsed < deadline + ANSWER_MARGIN_SECONDS
 
 
 async def test_ultravox_201_without_join_url_gives_the_fallback(
@@ -206,6 +218,30 @@ async def test_a_failure_after_ultravox_created_the_call_still_gives_the_fallbac
     assert response.text == FALLBACK_XML[(provider.name, None)]
     # Nobody will join the call the failed answer named: it is ended, not left waiting.
     assert ended.call_count == 1
+
+
+async def test_a_repeat_that_fails_to_answer_leaves_the_first_webhooks_call_running(
+    ultravox: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repeat shares the first webhook's Ultravox call, which the caller may already be
+    # talking to: the repeat's own failure must not end it.
+    from app.store import StoreError
+    from tests.conftest import twilio_fields, twilio_webhook
+
+    async def store_down(*args: object) -> object:
+        raise StoreError("Redis put failed")
+
+    ultravox.post("/calls").respond(201, json={"callId": "c-live", "joinUrl": "wss://u/j"})
+    ended = ultravox.delete("/calls/c-live").respond(204)
+    async with running_app(fallback_settings()) as client:  # type: ignore[arg-type]
+        first = await twilio_webhook(twilio_fields()).send(client)
+        adapter = client.app.state.bridge.adapters["twilio"]  # type: ignore[attr-defined]
+        monkeypatch.setattr(adapter, "stream_answer", store_down)
+        repeat = await twilio_webhook(twilio_fields()).send(client)
+        await asyncio.sleep(0.3)  # an end would run in the background, after the answer
+    assert '<Stream url="wss://u/j"' in first.text
+    assert repeat.text == FALLBACK_XML[("twilio", None)]
+    assert ended.call_count == 0
 
 
 async def test_an_unexpected_error_creating_the_call_gives_the_fallback_and_is_logged(

@@ -47,7 +47,7 @@ async def test_inline_call_is_created_and_streamed(
     route = ultravox.post("/calls").respond(
         201, json={"callId": "c-1", "joinUrl": JOIN_URL, "created": "2026-11-24T10:00:00Z"}
     )
-    async with running_app(make_settings()) as client:
+    async with running_app(make_settings(telnyx_allow_get=True)) as client:
         response = await provider.webhook(provider.fields(), method=method).send(client)
 
     assert response.status_code == 200
@@ -74,6 +74,7 @@ async def test_agent_call_is_created_with_template_context(
     settings = make_settings(
         ultravox_agent_id=AGENT_ID,
         ultravox_call_options='{"maxDuration": "600s", "metadata": {"team": "sales"}}',
+        telnyx_allow_get=True,
     )
     async with running_app(settings) as client:
         response = await provider.webhook(provider.fields(), method=method).send(client)

@@ -4,7 +4,7 @@ import httpx
 import respx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.providers.base import FallbackPlan
+from app.calltypes import FallbackPlan
 from app.routing import RejectTarget, Route, RoutingTable
 from tests.conftest import created_call, make_settings, running_app, twilio_fields, twilio_webhook
 

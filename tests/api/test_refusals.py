@@ -57,7 +57,7 @@ async def test_webhook_signed_with_another_secret_is_refused(
         "plivo": {"token": "someone-elses-token"},
     }[provider.name]
     webhook = provider.webhook(provider.fields(), method=method, **other_secret)
-    async with running_app(make_settings()) as client:
+    async with running_app(make_settings(telnyx_allow_get=True)) as client:
         response = await webhook.send(client)
     assert response.status_code == 403
     assert "does not match" in response.text
@@ -267,3 +267,59 @@ async def test_webhook_with_a_repeated_field_is_bad_request(
     assert response.status_code == 400
     assert response.text == "field To is repeated\n"
     assert no_ultravox.calls.call_count == 0
+
+
+async def test_plivo_get_with_a_query_that_is_not_utf8_is_refused_not_a_crash(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    # The plivo SDK's validator raises UnicodeEncodeError on the percent-encoded bytes.
+    webhook = plivo_webhook(plivo_fields(), method="GET")
+    webhook.url += "&Extra=%FF%FE%80"
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+        after = await plivo_webhook(plivo_fields(), method="GET").send(client)
+    assert response.status_code == 403
+    assert response.text == "the plivo signature could not be checked (UnicodeEncodeError)\n"
+    assert after.status_code == 200
+    assert no_ultravox.calls.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "target"),
+    [
+        ("twilio", "twilio.request_validator.RequestValidator.validate"),
+        ("telnyx", "nacl.signing.VerifyKey.verify"),
+        ("plivo", "plivo.utils.signature_v3.validate_v3_signature"),
+    ],
+)
+async def test_a_provider_sdk_failing_during_verification_is_a_403(
+    case: str, target: str, no_ultravox: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the SDK tripped over the input")
+
+    monkeypatch.setattr(target, broken)
+    webhook = {"twilio": twilio_webhook, "telnyx": telnyx_webhook, "plivo": plivo_webhook}[case]
+    fields = {"twilio": twilio_fields, "telnyx": telnyx_fields, "plivo": plivo_fields}[case]
+    async with running_app(make_settings()) as client:
+        response = await webhook(fields(), method="POST").send(client)
+    assert response.status_code == 403
+    assert response.text == f"the {case} signature could not be checked (RuntimeError)\n"
+    assert no_ultravox.calls.call_count == 0
+
+
+async def test_a_forged_host_verifies_only_while_public_base_url_is_unset(
+    no_ultravox: respx.MockRouter,
+) -> None:
+    # Someone who can sign for their own host (a captured request, their own Twilio account
+    # pointed at evil.example.com) names that host; only PUBLIC_BASE_URL pins the URL checked.
+    # (uvicorn would take the scheme from X-Forwarded-Proto too; in-process the Host is enough.)
+    webhook = twilio_webhook(twilio_fields(), signed_base="http://evil.example.com")
+    webhook.headers = {**webhook.headers, "Host": "evil.example.com"}
+    async with running_app(make_settings()) as client:
+        trusted = await webhook.send(client)
+    async with running_app(make_settings(public_base_url="https://bridge.example.com")) as client:
+        pinned = await webhook.send(client)
+    assert trusted.status_code == 200
+    assert pinned.status_code == 403
+    assert no_ultravox.calls.call_count == 1

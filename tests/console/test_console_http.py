@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from app.config import Settings
 from app.console.sessions import Sessions
 from app.main import create_app
-from app.settings import Settings
 from tests.conftest import BASE_URL, running_app
 from tests.console.conftest import (
     FORM,

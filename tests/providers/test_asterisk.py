@@ -13,7 +13,7 @@ import pytest
 import respx
 import websockets
 
-from app.providers.asterisk import parse_control
+from app.providers.asterisk.endpoint import parse_control
 from app.relay.medium import server_websocket_medium
 from app.relay.relay import digit_message
 from app.settings import DEFAULT_SYSTEM_PROMPT

@@ -8,10 +8,10 @@ import pytest
 from nacl.signing import SigningKey
 from twilio.request_validator import RequestValidator
 
-from app.providers.base import SignatureError, WebhookRequest
-from app.providers.plivo import PlivoAdapter
-from app.providers.telnyx import TelnyxAdapter
-from app.providers.twilio import TwilioAdapter
+from app.calltypes import SignatureError, WebhookRequest
+from app.providers.plivo.adapter import PlivoAdapter
+from app.providers.telnyx.adapter import TelnyxAdapter
+from app.providers.twilio.adapter import TwilioAdapter
 from tests.conftest import make_settings
 
 

@@ -10,8 +10,9 @@ import pytest
 import respx
 import websockets
 
+from app.config import Settings
 from app.relay.medium import server_websocket_medium
-from app.settings import DEFAULT_SYSTEM_PROMPT, Settings
+from app.settings import DEFAULT_SYSTEM_PROMPT
 from tests.conftest import (
     CALLED,
     CALLER,
@@ -119,6 +120,8 @@ def forged(kind: str) -> Webhook:
         "stale": vonage_token(body, issued_at=time.time() - 3600),
         "wrong_issuer": vonage_token(body, iss="Someone"),
         "not_a_jwt": "not.a.jwt",
+        # PyJWT takes a numeric string for `iat`; the age check then compared a str to a float.
+        "iat_as_string": vonage_token(body, iat=str(int(time.time()))),
     }
     if kind == "missing":
         webhook = vonage_webhook(vonage_fields(), method="POST")
@@ -129,7 +132,15 @@ def forged(kind: str) -> Webhook:
 
 @pytest.mark.parametrize(
     "kind",
-    ["wrong_secret", "wrong_payload_hash", "stale", "wrong_issuer", "not_a_jwt", "missing"],
+    [
+        "wrong_secret",
+        "wrong_payload_hash",
+        "stale",
+        "wrong_issuer",
+        "not_a_jwt",
+        "iat_as_string",
+        "missing",
+    ],
 )
 async def test_forged_webhook_is_refused_without_creating_a_call(
     kind: str, ultravox: respx.MockRouter
@@ -335,3 +346,44 @@ async def test_a_completed_event_ends_the_calls_record(ultravox: respx.MockRoute
         "provider",
         37.0,
     )
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_an_event_replayed_to_the_answer_url_is_refused(
+    method: str, ultravox: respx.MockRouter
+) -> None:
+    # Vonage's JWT names no URL: only the payload tells an event from an answer webhook.
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    event = {**vonage_fields(), "status": "answered", "timestamp": "2026-11-24T10:00:00.000Z"}
+    captured = vonage_webhook(event, method=method, path="/vonage/events")
+    replayed = Webhook(method, captured.url.replace("/events", "/incoming"), captured.headers)
+    replayed.content = captured.content
+    async with running_app(vonage_settings()) as client:
+        logged = await captured.send(client)
+        response = await replayed.send(client)
+    assert logged.status_code == 204
+    assert response.status_code == 403
+    assert response.text == (
+        "this Vonage JWT signed a call event (status, timestamp), not an answer webhook\n"
+    )
+    assert route.call_count == 0
+
+
+async def test_a_repeated_answer_webhook_gets_no_second_media_socket(
+    ultravox: respx.MockRouter,
+) -> None:
+    async with fake_ultravox() as fake, running_app(vonage_settings()) as client:
+        ultravox.post("/calls").mock(return_value=created_call(join_url=fake.url))
+        webhook = vonage_webhook(vonage_fields())
+        uris = [
+            (await webhook.send(client)).json()[0]["endpoint"][0]["uri"],
+            (await webhook.send(client)).json()[0]["endpoint"][0]["uri"],  # replayed
+        ]
+        assert uris[0] != uris[1]  # each answer mints its own single-use reference
+        async with served(client.app) as origin:  # type: ignore[attr-defined]
+            first = await websockets.connect(uris[0].replace("wss://bridge.test", origin))
+            with pytest.raises(websockets.InvalidStatus) as second:
+                await websockets.connect(uris[1].replace("wss://bridge.test", origin))
+            assert second.value.response.status_code == 403
+            await first.close()
+    assert ultravox.routes[0].call_count == 1

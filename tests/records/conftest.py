@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
 from app.records.signing import signature
-from app.settings import Settings
 from tests.conftest import make_settings
 from tests.postgres_server import PostgresServer, PostgresUnavailable
 

@@ -199,7 +199,8 @@ async def test_the_migrations_build_exactly_the_models_tables(database_url: str)
     ],
 )
 def test_unusable_database_urls_are_refused_at_start_up(url: str, message: str) -> None:
-    from app.settings import ConfigError, load_settings
+    from app.config import load_settings
+    from app.settings import ConfigError
 
     with pytest.raises(ConfigError) as raised:
         load_settings(_env_file=None, ultravox_api_key="k", database_url=url)
@@ -207,7 +208,7 @@ def test_unusable_database_urls_are_refused_at_start_up(url: str, message: str) 
 
 
 def test_a_postgres_url_means_the_async_driver() -> None:
-    from app.settings import load_settings
+    from app.config import load_settings
 
     settings = load_settings(_env_file=None, ultravox_api_key="k", database_url="postgres://h/db")
     assert settings.database_url.get_secret_value() == "postgresql+asyncpg://h/db"

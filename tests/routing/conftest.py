@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import Settings
+from app.config import Settings
 from tests.conftest import make_settings
 
 

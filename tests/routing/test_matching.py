@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from app.calltypes import FallbackPlan, InboundCall
 from app.phone import to_e164
-from app.providers.base import FallbackPlan, InboundCall
 from app.routing import (
     AgentTarget,
     InlineTarget,

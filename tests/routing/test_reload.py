@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import respx
 
-from app.bridge import Bridge
+from app.inbound import Bridge
 from app.routing import table_from_settings
 from app.routing.reload import reload_routing
 from tests.conftest import JOIN_URL, make_settings, running_app, twilio_fields, twilio_webhook

@@ -1,0 +1,1 @@
+"""Outbound calls: the agent phones someone."""
