@@ -92,12 +92,12 @@ async def test_failed_deliveries_are_retried_with_backoff_and_shown(tmp_path: ob
         async with running_app(settings) as client:
             outbox = client.app.state.outbox  # type: ignore[attr-defined]
             record_id = await ended_call(client)
-            # The background sender may have tried already; drive the rest by hand.
-            for _ in range(50):
-                if receiver.call_count:
+            # The background sender tries at once (the call's end wakes it); the rest by hand.
+            for _ in range(200):
+                detail = (await client.get(f"/api/calls/{record_id}", headers=AUTH)).json()
+                if detail["call"]["delivery"]["attempts"]:
                     break
                 await asyncio.sleep(0.05)
-            detail = (await client.get(f"/api/calls/{record_id}", headers=AUTH)).json()
             assert detail["call"]["delivery"] == {
                 "status": "pending",
                 "attempts": 1,
@@ -121,11 +121,16 @@ async def test_a_pending_summary_survives_a_restart(tmp_path: object) -> None:
     with respx.mock(assert_all_called=False) as mock:
         receiver = mock.post(EVENTS_URL).respond(503)
         async with running_app(settings) as client:
-            await ended_call(client)
-            for _ in range(50):
-                if receiver.call_count:
+            record_id = await ended_call(client)
+            # Until the refusal is stored: an attempt cut short by the shutdown would leave the
+            # summary to its lease (a minute), not to the retry this test drives.
+            for _ in range(200):
+                detail = (await client.get(f"/api/calls/{record_id}", headers=AUTH)).json()
+                if detail["call"]["delivery"]["attempts"]:
                     break
                 await asyncio.sleep(0.05)
+            assert receiver.call_count == 1
+            assert detail["call"]["delivery"]["status"] == "pending"  # waiting for its retry
         receiver.respond(204)
         async with running_app(settings) as client:  # a new process, the same database
             outbox = client.app.state.outbox  # type: ignore[attr-defined]
