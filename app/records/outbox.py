@@ -55,11 +55,13 @@ class Outbox:
 
     async def run(self) -> None:
         while True:
+            # Cleared before looking, not after: a call that ends while we look wakes the next
+            # look instead of waiting for the poll.
+            self._wake.clear()
             try:
                 await self.send_due()
             except (SQLAlchemyError, OSError) as exc:
                 logger.warning("outbox.failed", extra={"fields": {"error": repr(exc)[:300]}})
-            self._wake.clear()
             # Woken by a call's end, or polling for retries and other replicas' summaries.
             try:
                 async with asyncio.timeout(POLL_SECONDS):
