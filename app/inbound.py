@@ -19,7 +19,7 @@ from app.calltypes import (
 )
 from app.dedupe import CallDeduplicator, Created, RepeatAfterJoinWindow
 from app.providers.base import ProviderAdapter
-from app.records.changes import REFUSED_OVER_LIMIT
+from app.records.changes import LATE_REPEAT, REFUSED_OVER_LIMIT
 from app.records.lifecycle import CallLifecycle, Decision, lifetime_seconds
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import ServiceSettings
@@ -31,6 +31,10 @@ logger = logging.getLogger("app.bridge")
 
 class UnknownProvider(WebhookError):
     status_code = 404
+
+
+class _OverLimit(Exception):
+    """No live-call slot for a call this webhook would create."""
 
 
 @dataclass
@@ -143,30 +147,28 @@ class Bridge:
         if isinstance(route.target, RejectTarget):
             return Outcome(adapter.reject_answer(), "rejected", route.name, call=call)
         target = route.target  # bound here so that the closure keeps the narrowed type
-        record_id = self.lifecycle.record_id(call)
         lifetime = lifetime_seconds(target.call_fields)
-        if not await self.lifecycle.admit(
-            record_id, route.name, route.max_concurrent_calls, lifetime
-        ):
-            fields["reason"] = "over the live-call limit"
-            answer = _overflow_answer(adapter, route)
-            return Outcome(answer, REFUSED_OVER_LIMIT, route.name, call=call)
         created: Created | None = None
         try:
             created = await self.dedupe.create_once(
-                call.provider, call.call_id, lambda: self._create(adapter, target, call)
+                call.provider,
+                call.call_id,
+                lambda: self._create(adapter, target, call, route, lifetime),
             )
             answer = await adapter.stream_answer(call, created.call)
+        except _OverLimit:
+            fields["reason"] = "over the live-call limit"
+            answer = _overflow_answer(adapter, route)
+            return Outcome(answer, REFUSED_OVER_LIMIT, route.name, call=call)
         except RepeatAfterJoinWindow as exc:
             fields["reason"] = str(exc)
-            return Outcome(adapter.reject_answer(), "late_repeat", route.name)
+            return Outcome(adapter.reject_answer(), LATE_REPEAT, route.name, call=call)
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,
                 ultravox_status=exc.status_code,
                 reason=str(exc)[:300],
             )
-            await self.lifecycle.release(record_id, route.name)
             return Outcome(
                 adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
             )
@@ -176,7 +178,7 @@ class Bridge:
             logger.exception("webhook.internal_error", extra={"fields": dict(fields)})
             if created is not None and not created.duplicate:
                 self._end_in_background(created.call.call_id)
-            await self.lifecycle.release(record_id, route.name)
+                await self.lifecycle.release(self.lifecycle.record_id(call), route.name)
             return Outcome(
                 adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
             )
@@ -213,11 +215,28 @@ class Bridge:
         return Outcome(adapter.fallback_answer(plan), "fallback", call=call)
 
     async def _create(
-        self, adapter: ProviderAdapter, target: AgentTarget | InlineTarget, call: InboundCall
+        self,
+        adapter: ProviderAdapter,
+        target: AgentTarget | InlineTarget,
+        call: InboundCall,
+        route: Route,
+        lifetime: float,
     ) -> UltravoxCall:
-        return await create_call(
-            self.ultravox, target, build_call_body(target, call, adapter.medium())
-        )
+        """Take the call's live-call slot (`_OverLimit` when none is free), then create its
+        Ultravox call, giving the slot back if that fails. Only the webhook that creates the
+        call takes a slot: its repeats share the call, and a late repeat creates none."""
+        record_id = self.lifecycle.record_id(call)
+        if not await self.lifecycle.admit(
+            record_id, route.name, route.max_concurrent_calls, lifetime
+        ):
+            raise _OverLimit
+        try:
+            return await create_call(
+                self.ultravox, target, build_call_body(target, call, adapter.medium())
+            )
+        except BaseException:
+            await self.lifecycle.release(record_id, route.name)
+            raise
 
 
 def _overflow_answer(adapter: ProviderAdapter, route: Route) -> Answer:

@@ -20,6 +20,10 @@ REFUSED_OVER_LIMIT = "refused-over-limit"
 FAILED = "failed"  # outbound: Ultravox or the provider did not place the call
 PENDING = "pending"  # known from an event before the bridge's own decision was stored
 OUTCOMES = (ANSWERED, DUPLICATE, FALLBACK, REJECTED, REFUSED_OVER_LIMIT, FAILED, PENDING)
+# A webhook's outcome that is not a record's: a repeat of a call answered longer ago than the
+# join window (a replay, most likely), answered with the reject verb. It is noted on the call's
+# timeline and changes nothing else: the call it repeats goes on.
+LATE_REPEAT = "late_repeat"
 
 # Fields kept once set: the first report wins, later ones cannot rewrite history.
 FIRST_WINS = frozenset(

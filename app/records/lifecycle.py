@@ -13,6 +13,7 @@ from app.records import metrics
 from app.records.changes import (
     ANSWERED,
     DUPLICATE,
+    LATE_REPEAT,
     CallChange,
     TimelineEntry,
     record_id_for,
@@ -93,12 +94,24 @@ class CallLifecycle:
 
     def decided(self, decision: Decision) -> None:
         """Record the flow's decision; an outcome without an Ultravox call ends the record
-        (the agent's part of the call is over before it began)."""
+        (the agent's part of the call is over before it began), except a late repeat, which
+        is only noted on the timeline of the call it repeats."""
         call = decision.call
         now = time.time()
         started = decision.outcome in (ANSWERED, DUPLICATE)
         detail = {"route": decision.route, "reason": decision.reason}
         kind = ("outbound." if decision.direction == "outbound" else "webhook.") + decision.outcome
+        timeline = TimelineEntry(_when(now), "bridge", kind, {k: v for k, v in detail.items() if v})
+        if decision.outcome == LATE_REPEAT:
+            # On the record of the call it repeats, if there is one; no record of its own.
+            self.records.record(
+                CallChange(
+                    at=_when(decision.received_at),
+                    record_id=decision.record_id or self.record_id(call),
+                    timeline=timeline,
+                )
+            )
+            return
         fields: dict[str, Any] = {
             "route": decision.route,
             "caller": self._number(call.from_number),
@@ -120,9 +133,7 @@ class CallLifecycle:
                 fields=fields,
                 ends=not started,
                 ended_by=None if started else "bridge",
-                timeline=TimelineEntry(
-                    _when(now), "bridge", kind, {k: v for k, v in detail.items() if v}
-                ),
+                timeline=timeline,
             )
         )
 

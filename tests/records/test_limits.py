@@ -2,6 +2,7 @@
 route's overflow answer without an Ultravox call, are recorded as refused-over-limit, and a
 call's end gives its slot back; with Redis the count is shared by every replica."""
 
+import asyncio
 from pathlib import Path
 
 import respx
@@ -19,6 +20,9 @@ from tests.conftest import (
 from tests.records.conftest import AUTH, flush, records_settings, send_event, uv_call
 
 SIDS = [f"CA{n:032x}" for n in range(1, 5)]
+REJECT_TWIML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="rejected" /></Response>'
+)
 FALLBACK_TWIML = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Say>{}</Say><Hangup /></Response>'
 )
@@ -71,9 +75,7 @@ async def test_a_route_limit_with_overflow_reject(tmp_path: Path) -> None:
             await twilio_webhook(twilio_fields(SIDS[0])).send(client)
             refused = await twilio_webhook(twilio_fields(SIDS[1])).send(client)
     assert create.call_count == 1
-    assert refused.text == (
-        '<?xml version="1.0" encoding="UTF-8"?><Response><Reject reason="rejected" /></Response>'
-    )
+    assert refused.text == REJECT_TWIML
 
 
 async def test_a_route_overflow_message_of_its_own(tmp_path: Path) -> None:
@@ -85,6 +87,40 @@ async def test_a_route_overflow_message_of_its_own(tmp_path: Path) -> None:
             await twilio_webhook(twilio_fields(SIDS[0])).send(client)
             refused = await twilio_webhook(twilio_fields(SIDS[1])).send(client)
     assert refused.text == FALLBACK_TWIML.format("All lines are busy.")
+
+
+async def test_a_late_repeat_is_noted_on_its_calls_record_and_takes_no_slot() -> None:
+    # Issue 10's join window: a repeat after it gets the reject verb and no call. Here the call
+    # it repeats has ended and given its slot back; the repeat must not take it again.
+    settings = records_settings(max_concurrent_calls=1, dedupe_join_window_seconds=0.2)
+    with respx.mock(base_url=API_URL) as mock:
+        create = mock.post("/calls").mock(
+            side_effect=[created_call(JOIN_URL, "uv-5"), created_call(JOIN_URL, "uv-6")]
+        )
+        async with running_app(settings) as client:
+            first = await twilio_webhook(twilio_fields(SIDS[0])).send(client)
+            ended = uv_call("uv-5", "twilio", SIDS[0], ended="2026-12-02T10:05:00Z")
+            assert (await send_event(client, "call.ended", ended)).status_code == 204
+            await asyncio.sleep(0.3)  # past the join window
+            late = await twilio_webhook(twilio_fields(SIDS[0])).send(client)
+            other = await twilio_webhook(twilio_fields(SIDS[1])).send(client)
+            await flush(client)
+            calls = (await client.get("/api/calls", headers=AUTH)).json()["calls"]
+            repeated = next(call for call in calls if call["providerCallId"] == SIDS[0])
+            detail = (await client.get(f"/api/calls/{repeated['id']}", headers=AUTH)).json()
+    assert "<Stream" in first.text
+    assert late.text == REJECT_TWIML
+    assert "<Stream" in other.text  # the slot was free: the late repeat took none
+    assert create.call_count == 2
+    assert len(calls) == 2  # no record of its own for the repeat
+    assert (repeated["outcome"], repeated["state"], repeated["endedBy"]) == (
+        "answered",
+        "ended",
+        "ultravox",
+    )
+    [noted] = [event for event in detail["timeline"] if event["kind"] == "webhook.late_repeat"]
+    assert noted["source"] == "bridge"
+    assert noted["detail"]["reason"].startswith("a repeat of a call created over 0.2s ago")
 
 
 async def test_a_failed_creation_gives_its_slot_back() -> None:
