@@ -121,7 +121,6 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.include_router(status.router)
     app.include_router(records.router)
     app.include_router(console.router)
-    records.install(app)
     return app
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import SettingsDep
+from app.api.webhooks import PayloadTooLarge, read_body
 from app.console.access import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -92,14 +93,10 @@ class BadForm(Exception):
 
 async def _form(request: Request) -> dict[str, str]:
     """The urlencoded fields of a small form; each field at most once."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise BadForm(413, "The form is too large.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise BadForm(413, "The form is too large.")
+    try:
+        body = await read_body(request, MAX_FORM_BYTES)
+    except PayloadTooLarge:
+        raise BadForm(413, "The form is too large.") from None
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:

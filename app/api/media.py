@@ -6,9 +6,8 @@ import time
 
 from fastapi import APIRouter, Request, Response, WebSocket
 
-from app.api.deps import BridgeDep, SettingsDep
+from app.api.deps import BridgeDep, RecordsDep, SettingsDep
 from app.api.status import record_status
-from app.api.ultravox_events import RecordsDep
 from app.api.webhooks import webhook_request
 from app.calltypes import InboundCall, MalformedWebhook, WebhookError, WebhookRequest
 from app.inbound import Bridge, UnknownProvider

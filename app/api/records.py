@@ -6,7 +6,9 @@
 - `GET /api/calls/events`: the same changes as a Server-Sent Events stream (`event: call`,
   the record as `data`, its token as `id`, so `Last-Event-ID` resumes);
 - `GET /api/calls/{id}`: one record with its timeline, and with `?transcript=true` the
-  conversation, fetched from Ultravox when asked."""
+  conversation, fetched from Ultravox when asked.
+
+Refusals are `APIError`s, answered as JSON `{"detail": ...}` by `app/api/errors.py`."""
 
 import json
 import logging
@@ -20,8 +22,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import BridgeDep, SettingsDep
-from app.api.ultravox_events import RecordsDep
+from app.api.deps import BridgeDep, RecordsDep, SettingsDep
+from app.api.errors import APIError
 from app.auth import matches_any
 from app.console.access import session_of
 from app.records import repository
@@ -45,24 +47,12 @@ STREAM_HEARTBEAT_SECONDS = 15.0
 CLOCK_OVERLAP = timedelta(seconds=2)
 
 
-class APIRefusal(Exception):
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers
-
-
-def refusal_response(exc: APIRefusal) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
-
-
 async def require_token(request: Request, settings: SettingsDep) -> None:
     """Let the request in when it carries one of BRIDGE_API_TOKENS as a bearer token, or, for
     a GET without an Authorization header, the calls console's session cookie. Only reads
     take the cookie: a request that changes something would need the console's CSRF checks."""
     if not settings.bridge_api_tokens:
-        raise APIRefusal(
+        raise APIError(
             404,
             "the calls API is disabled: set BRIDGE_API_TOKENS (comma-separated secret tokens) "
             "and restart the service",
@@ -77,7 +67,7 @@ async def require_token(request: Request, settings: SettingsDep) -> None:
     presented = given.strip().encode() if scheme.lower() == "bearer" else b""
     tokens = [token.get_secret_value().encode() for token in settings.bridge_api_tokens]
     if not matches_any(presented, tokens):
-        raise APIRefusal(
+        raise APIError(
             401,
             "a valid API token is required: send Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer realm="ultravox-bridge"'},
@@ -95,7 +85,7 @@ async def reading(records: CallRecords) -> AsyncIterator[AsyncSession]:
             yield session
     except (SQLAlchemyError, OSError) as exc:
         logger.warning("records.read_failed", extra={"fields": {"error": repr(exc)[:300]}})
-        raise APIRefusal(503, "the call records database is unavailable; try again") from None
+        raise APIError(503, "the call records database is unavailable; try again") from None
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
@@ -104,11 +94,11 @@ def _instant(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
-        raise APIRefusal(
+        raise APIError(
             422, f"{name} must be an ISO-8601 time such as 2026-12-02T10:00:00Z"
         ) from None
     if parsed.tzinfo is None:
-        raise APIRefusal(422, f"{name} must name its time zone, such as Z or +01:00")
+        raise APIError(422, f"{name} must name its time zone, such as Z or +01:00")
     return parsed
 
 
@@ -128,11 +118,11 @@ async def list_calls(
 ) -> JSONResponse:
     """Call records, newest first; `nextCursor` fetches the next page with the same filters."""
     if outcome is not None and outcome not in OUTCOMES:
-        raise APIRefusal(422, f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise APIError(422, f"outcome must be one of {', '.join(OUTCOMES)}")
     if direction is not None and direction not in ("inbound", "outbound"):
-        raise APIRefusal(422, "direction must be inbound or outbound")
+        raise APIError(422, "direction must be inbound or outbound")
     if state is not None and state not in (repository.LIVE, repository.ENDED):
-        raise APIRefusal(422, "state must be live or ended")
+        raise APIError(422, "state must be live or ended")
     filters = CallFilters(
         since=_instant(since, "since"),
         until=_instant(until, "until"),
@@ -146,7 +136,7 @@ async def list_calls(
         try:
             rows, next_cursor = await repository.list_calls(session, filters, limit, cursor)
         except BadCursor as exc:
-            raise APIRefusal(422, str(exc)) from None
+            raise APIError(422, str(exc)) from None
     return JSONResponse({"calls": [record_json(row) for row in rows], "nextCursor": next_cursor})
 
 
@@ -160,7 +150,7 @@ def _start(after: str | None) -> tuple[datetime, str]:
     try:
         return repository.decode_cursor(after)
     except BadCursor as exc:
-        raise APIRefusal(422, f"after: {exc}") from None
+        raise APIError(422, f"after: {exc}") from None
 
 
 @router.get("/changes")
@@ -194,7 +184,7 @@ async def events(
     from it through Last-Event-ID); a comment line every 15 s keeps proxies from closing it."""
     at, record_id = _start(request.headers.get("last-event-id") or after)
     if _Streams.open >= MAX_STREAMS:
-        raise APIRefusal(503, f"too many open event streams (at most {MAX_STREAMS})")
+        raise APIError(503, f"too many open event streams (at most {MAX_STREAMS})")
     return StreamingResponse(
         _stream(request, records, at, record_id),
         media_type="text/event-stream",
@@ -254,7 +244,7 @@ async def call_detail(
     async with reading(records) as session:
         found = await repository.get_call(session, record_id)
     if found is None:
-        raise APIRefusal(404, "no call record with this id")
+        raise APIError(404, "no call record with this id")
     record, timeline = found
     body: dict[str, Any] = {
         "call": record_json(record),
@@ -288,13 +278,3 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
         "medium": message.get("medium"),
         "timespan": message.get("timespan"),
     }
-
-
-def install(app: Any) -> None:
-    """Answer this API's refusals as JSON `{"detail": ...}`."""
-
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, APIRefusal)
-        return refusal_response(exc)
-
-    app.add_exception_handler(APIRefusal, handler)

@@ -30,15 +30,16 @@ def signed_url(request: Request, public_base_url: str | None) -> str:
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body; `PayloadTooLarge` past `limit` bytes, whatever Content-Length says."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body over {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
     return bytes(body)
 
 
