@@ -126,6 +126,27 @@ async def test_a_stale_telnyx_status_is_refused() -> None:
     assert response.status_code == 403
 
 
+@pytest.mark.parametrize("allow_get", [False, True])
+async def test_a_telnyx_status_by_get_is_refused_even_when_get_webhooks_are_allowed(
+    allow_get: bool,
+) -> None:
+    # A GET's query is unsigned (Telnyx signs `timestamp|body`): one captured signature could
+    # end any call's record. Unlike a GET webhook, a status callback can always be a POST.
+    with respx.mock(base_url=API_URL) as mock:
+        mock.post("/calls").mock(return_value=created_call(JOIN_URL, "uv-telnyx"))
+        async with running_app(records_settings(telnyx_allow_get=allow_get)) as client:
+            await answered_call(client, PROVIDERS[1])
+            fields = telnyx_fields() | FINAL_STATUS["telnyx"]
+            response = await telnyx_webhook(fields, method="GET", path="/telnyx/status").send(
+                client
+            )
+            record = await only_record(client)
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+    reason = "even with TELNYX_ALLOW_GET" if allow_get else "Telnyx webhooks by GET are refused"
+    assert reason in response.text
+    assert record["state"] == "live"
+
+
 async def test_telnyx_call_control_hangup_event_ends_an_outbound_record() -> None:
     # Outbound Telnyx calls are Call Control calls: their events are JSON.
     async with running_app(records_settings()) as client:
