@@ -60,7 +60,7 @@ async def _verified_event(request: Request, settings: ServiceSettings) -> tuple[
         raise SignatureError(f"Ultravox webhook refused: {exc}") from None
     try:
         return ultravox_event(json.loads(body), PROVIDER_NAMES)
-    except (NotAnEvent, ValueError, UnicodeDecodeError) as exc:
+    except (NotAnEvent, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedWebhook(f"not an Ultravox call event: {str(exc)[:200]}") from None
 
 

@@ -147,6 +147,43 @@ async def test_a_telnyx_status_by_get_is_refused_even_when_get_webhooks_are_allo
     assert record["state"] == "live"
 
 
+NOT_AN_EVENT = "not a Telnyx call event (data.event_type, payload)"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"data": {"event_type": "call.hangup", "payload": {}}}', NOT_AN_EVENT),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, NOT_AN_EVENT),
+        (
+            b'{"data": {"event_type": "call.hangup", "payload": {"call_control_id": "x y"}}}',
+            "call_control_id is not a Telnyx call control id",
+        ),
+    ],
+    ids=["no_call_id", "nested_too_deep", "odd_call_id"],
+)
+async def test_a_signed_telnyx_event_that_names_no_call_is_a_bad_request(
+    body: bytes, reason: str
+) -> None:
+    import base64
+
+    from tests.conftest import TELNYX_KEY
+
+    ts = str(int(time.time()))
+    signed = base64.b64encode(TELNYX_KEY.sign(ts.encode() + b"|" + body).signature).decode()
+    async with running_app(records_settings()) as client:
+        response = await client.post(
+            "/telnyx/status",
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "telnyx-signature-ed25519": signed,
+                "telnyx-timestamp": ts,
+            },
+        )
+    assert (response.status_code, response.text) == (400, f"{reason}\n")
+
+
 async def test_telnyx_call_control_hangup_event_ends_an_outbound_record() -> None:
     # Outbound Telnyx calls are Call Control calls: their events are JSON.
     async with running_app(records_settings()) as client:

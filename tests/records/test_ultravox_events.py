@@ -151,7 +151,14 @@ async def test_a_huge_body_is_refused_before_it_is_read(client: httpx.AsyncClien
 
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"[]", b'{"event": "call.exploded", "call": {}}', b'{"event": "call.ended"}'],
+    [
+        b"not json",
+        b"[]",
+        b'{"event": "call.exploded", "call": {}}',
+        b'{"event": "call.ended"}',
+        b"[" * 100_000 + b"]" * 100_000,  # nested too deep for the JSON decoder
+    ],
+    ids=["not_json", "list", "unknown_event", "no_call", "too_deep"],
 )
 async def test_signed_nonsense_is_a_bad_request(client: httpx.AsyncClient, payload: bytes) -> None:
     timestamp = datetime.now(UTC).isoformat()

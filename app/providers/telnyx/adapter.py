@@ -181,7 +181,7 @@ class TelnyxAdapter(ProviderAdapter):
             event_type = data["event_type"]
             payload = data["payload"]
             call_control_id = payload["call_control_id"]
-        except (ValueError, AttributeError, KeyError, TypeError):
+        except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
             raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)") from None
         if not isinstance(call_control_id, str) or not isinstance(event_type, str):
             raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)")
