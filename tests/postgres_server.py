@@ -1,6 +1,10 @@
 """A real PostgreSQL server on a free loopback port, in a temporary directory, for the tests
 of the records database. PostgreSQL refuses to run as root, so under root (CI) the server runs
-as the `postgres` system user that Debian's package creates."""
+as the `postgres` system user that Debian's package creates, in a directory that user can reach.
+
+Without PostgreSQL installed the records tests skip their PostgreSQL half
+(`PostgresNotInstalled`); installed but failing to start, they fail, so that CI cannot pass
+without having run them."""
 
 import glob
 import os
@@ -15,7 +19,11 @@ from tests.redis_server import free_port
 
 
 class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL binaries, or no way to run them."""
+    """PostgreSQL cannot be started here."""
+
+
+class PostgresNotInstalled(PostgresUnavailable):
+    """No PostgreSQL binaries."""
 
 
 def _binaries() -> Path:
@@ -24,7 +32,7 @@ def _binaries() -> Path:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     if initdb is None:
-        raise PostgresUnavailable(
+        raise PostgresNotInstalled(
             "PostgreSQL is not installed: apt-get install -y postgresql (the tests run its "
             "initdb and pg_ctl from /usr/lib/postgresql/*/bin)"
         )
@@ -36,9 +44,6 @@ class PostgresServer:
 
     def __init__(self) -> None:
         self._bin = _binaries()
-        self._dir = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
-        self._data = self._dir / "data"
-        self.port = free_port()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
             try:
@@ -47,8 +52,21 @@ class PostgresServer:
                 raise PostgresUnavailable(
                     "running as root, and there is no `postgres` user to run PostgreSQL as"
                 ) from None
-            os.chown(self._dir, user.pw_uid, user.pw_gid)
             self._as_user = ["runuser", "-u", "postgres", "--"]
+            self._dir = Path(tempfile.mkdtemp(prefix="bridge-pg-", dir=self._reachable_base()))
+            os.chown(self._dir, user.pw_uid, user.pw_gid)
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
+        self._data = self._dir / "data"
+        self.port = free_port()
+        try:
+            self._start()
+        except PostgresUnavailable:
+            self.stop()  # the directory, and the server if it started
+            raise
+        self.url = f"postgresql+asyncpg://bridge@127.0.0.1:{self.port}/bridge"
+
+    def _start(self) -> None:
         self._run(
             "initdb",
             "-D",
@@ -74,11 +92,20 @@ class PostgresServer:
             "start",
         )
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "bridge", "bridge")
-        self.url = f"postgresql+asyncpg://bridge@127.0.0.1:{self.port}/bridge"
+
+    def _reachable_base(self) -> str:
+        """The temporary directory when the `postgres` user can enter it, else /tmp (a
+        TMPDIR under root's home is not reachable for it)."""
+        base = tempfile.gettempdir()
+        check = [*self._as_user, "test", "-x", base]
+        if subprocess.run(check, capture_output=True, timeout=30).returncode == 0:
+            return base
+        return "/tmp"
 
     def _run(self, program: str, *args: str) -> None:
         command = [*self._as_user, str(self._bin / program), *args]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        # Run from the server's directory: the `postgres` user may not enter the current one.
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=self._dir)
         if result.returncode != 0:
             raise PostgresUnavailable(f"{program} failed: {result.stderr.strip()[-500:]}")
 
@@ -87,6 +114,7 @@ class PostgresServer:
         statement = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
         self._run(
             "psql",
+            "-X",  # no ~/.psqlrc
             "-h",
             "127.0.0.1",
             "-p",

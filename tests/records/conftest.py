@@ -13,7 +13,7 @@ import pytest
 from app.config import Settings
 from app.records.signing import signature
 from tests.conftest import make_settings
-from tests.postgres_server import PostgresServer, PostgresUnavailable
+from tests.postgres_server import PostgresNotInstalled, PostgresServer
 
 UV_SECRET = "ultravox-webhook-secret-0001"
 API_TOKEN = "records-api-token-0123456789"
@@ -26,7 +26,7 @@ EVENTS_SECRET = "call-events-secret-0123456789"
 def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer()
-    except PostgresUnavailable as exc:
+    except PostgresNotInstalled as exc:
         pytest.skip(f"no PostgreSQL for the records tests: {exc}")
     try:
         yield server
