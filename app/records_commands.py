@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from app.config import load_settings
+from app.http_transport import CappedTransport
 from app.records.sources import ULTRAVOX_EVENTS
 from app.settings import ConfigError, ServiceSettings
 from app.ultravox import UltravoxClient, UltravoxError
@@ -83,7 +84,8 @@ def _register(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> dict[str, Any]:
-        async with httpx.AsyncClient() as http:
+        # Ultravox's answers read no further than the service's own (app/http_transport.py).
+        async with httpx.AsyncClient(transport=CappedTransport(httpx.AsyncHTTPTransport())) as http:
             ultravox = UltravoxClient(
                 http,
                 api_url=settings.ultravox_api_url,

@@ -87,3 +87,14 @@ def test_register_says_what_ultravox_refused(env: Path, capsys: pytest.CaptureFi
         mock.get("/webhooks").respond(403, json={"detail": "bad key"})
         assert main(["ultravox-webhook", "register", "--url", HOOK_URL]) == 1
     assert capsys.readouterr().err.startswith("Ultravox refused: Ultravox answered 403")
+
+
+def test_register_reads_no_more_of_an_answer_than_the_service_does(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with respx.mock(base_url=API_URL) as mock:
+        mock.get("/webhooks").respond(200, content=b"[" + b" " * (2 * 1024 * 1024) + b"]")
+        assert main(["ultravox-webhook", "register", "--url", HOOK_URL]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("Ultravox refused: cannot reach Ultravox: ")
+    assert "is over 1048576 bytes" in error
