@@ -96,7 +96,7 @@ def settings_for(database_url: str) -> Settings:
         "twilio_auth_token": TOKEN,
         "database_url": database_url,
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 async def main() -> None:
