@@ -41,8 +41,12 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin
 
 COPY --from=builder /opt/venv /opt/venv
 
-# Settings come from the environment (or a .env file mounted here); nothing is written to disk,
-# so the root filesystem can be read-only.
+# Settings come from the environment (or a .env file mounted here). The only thing written is
+# the call records' SQLite file (DATABASE_URL's default, unless it names PostgreSQL), in a
+# volume, so the root filesystem can stay read-only.
+ENV DATABASE_URL=sqlite+aiosqlite:////var/lib/ultravox-bridge/calls.db
+RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/ultravox-bridge
+VOLUME ["/var/lib/ultravox-bridge"]
 WORKDIR /srv/ultravox-bridge
 USER 10001:10001
 EXPOSE 8000

@@ -52,6 +52,12 @@ def check_field_count(count: int, where: str) -> None:
         raise TooManyFields(f"the {where} has more than {MAX_FIELDS} fields")
 
 
+class NoStatusCallbacks(WebhookError):
+    """The provider has no status callbacks on this service."""
+
+    status_code = 404
+
+
 class ProviderNotConfigured(WebhookError):
     """Signatures are required but no secret is configured for this provider."""
 
@@ -104,6 +110,24 @@ class InboundCall:
     from_number: str
     to_number: str
     raw: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class CallStatus:
+    """A provider's report on a call's progress (a status callback or call event), normalised.
+
+    `call_ids` holds the call's id first, then any other id the provider knows it by (an
+    outbound call's request id); `final` says the call is over; `sequence` tells repeats of one
+    report from new reports of the same status."""
+
+    provider: str
+    call_ids: tuple[str, ...]
+    status: str
+    final: bool
+    duration_seconds: float | None = None
+    hangup_cause: str | None = None
+    at: float | None = None
+    sequence: str | None = None
 
 
 @dataclass(frozen=True)

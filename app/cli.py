@@ -8,6 +8,7 @@ from functools import partial
 from app.call_command import add_call_command
 from app.check_config import add_check_config_command
 from app.config import load_settings
+from app.records_commands import add_commands as add_records_commands
 from app.settings import ConfigError
 from app.simulate import command as simulate
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=300, help="seconds it stays valid (300)")
     token.add_argument("--subject", help="who the visitor is, copied into the call's metadata")
     token.set_defaults(handler=_web_token)
+    add_records_commands(commands)
     return parser
 
 

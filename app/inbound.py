@@ -19,6 +19,8 @@ from app.calltypes import (
 )
 from app.dedupe import CallDeduplicator, Created, RepeatAfterJoinWindow
 from app.providers.base import ProviderAdapter
+from app.records.changes import LATE_REPEAT, REFUSED_OVER_LIMIT
+from app.records.lifecycle import CallLifecycle, Decision, lifetime_seconds
 from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingTable
 from app.settings import ServiceSettings
 from app.transfer.flow import TransferDesk
@@ -32,6 +34,10 @@ class UnknownProvider(WebhookError):
     status_code = 404
 
 
+class _OverLimit(Exception):
+    """No live-call slot for a call this webhook would create."""
+
+
 @dataclass
 class Outcome:
     """What happened to one webhook, for the answer, the log line and the metrics."""
@@ -40,6 +46,8 @@ class Outcome:
     outcome: str
     route: str | None = None
     ultravox_call_id: str | None = None
+    call: InboundCall | None = None
+    lifetime_seconds: float | None = None
 
 
 OutcomeFor = Callable[[ProviderAdapter, WebhookRequest, dict[str, Any]], Awaitable[Outcome]]
@@ -56,12 +64,14 @@ class Bridge:
         routing: RoutingTable,
         ultravox: UltravoxClient,
         dedupe: CallDeduplicator,
+        lifecycle: CallLifecycle,
     ) -> None:
         self.adapters = adapters
         self.routing = routing
         self.ultravox = ultravox
         self.dedupe = dedupe
         self.transfers: TransferDesk | None = None  # set when a route offers transfers
+        self.lifecycle = lifecycle
         self._endings: set[asyncio.Task[None]] = set()
         self._default_fallback = FallbackPlan(
             settings.fallback_message, settings.fallback_dial_number
@@ -112,6 +122,18 @@ class Bridge:
         fields["latency_ms"] = _count(provider, outcome.outcome, started)
         level = logging.INFO if outcome.outcome in ("answered", "duplicate") else logging.WARNING
         logger.log(level, f"webhook.{outcome.outcome}", extra={"fields": fields})
+        if outcome.call is not None:
+            self.lifecycle.decided(
+                Decision(
+                    outcome.call,
+                    outcome.outcome,
+                    request.received_at,
+                    route=outcome.route,
+                    ultravox_call_id=outcome.ultravox_call_id,
+                    lifetime_seconds=outcome.lifetime_seconds,
+                    reason=fields.get("reason"),
+                )
+            )
         return outcome.answer
 
     async def _answer_call(
@@ -123,35 +145,47 @@ class Bridge:
         route = self.routing.resolve(call)
         if route is None:
             fields["reason"] = "no route for the called number"
-            return Outcome(adapter.reject_answer(), "rejected")
+            return Outcome(adapter.reject_answer(), "rejected", call=call)
         if isinstance(route.target, RejectTarget):
-            return Outcome(adapter.reject_answer(), "rejected", route.name)
+            return Outcome(adapter.reject_answer(), "rejected", route.name, call=call)
         target = route.target  # bound here so that the closure keeps the narrowed type
+        lifetime = lifetime_seconds(target.call_fields)
         created: Created | None = None
         try:
             created = await self.dedupe.create_once(
-                call.provider, call.call_id, lambda: self._create(adapter, route, target, call)
+                call.provider,
+                call.call_id,
+                lambda: self._create(adapter, target, call, route, lifetime),
             )
             answer = await adapter.stream_answer(call, created.call)
+        except _OverLimit:
+            fields["reason"] = "over the live-call limit"
+            answer = _overflow_answer(adapter, route)
+            return Outcome(answer, REFUSED_OVER_LIMIT, route.name, call=call)
         except RepeatAfterJoinWindow as exc:
             fields["reason"] = str(exc)
-            return Outcome(adapter.reject_answer(), "late_repeat", route.name)
+            return Outcome(adapter.reject_answer(), LATE_REPEAT, route.name, call=call)
         except UltravoxError as exc:
             fields.update(
                 ultravox_error=type(exc).__name__,
                 ultravox_status=exc.status_code,
                 reason=str(exc)[:300],
             )
-            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
+            return Outcome(
+                adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
+            )
         except Exception as exc:
             # A store outage while answering, or a bug: the caller still hears the fallback.
             fields.update(error=type(exc).__name__, reason=str(exc)[:300])
             logger.exception("webhook.internal_error", extra={"fields": dict(fields)})
             if created is not None and not created.duplicate:
                 self._end_in_background(created.call.call_id)
-            return Outcome(adapter.fallback_answer(route.fallback), "fallback", route.name)
+                await self.lifecycle.release(self.lifecycle.record_id(call), route.name)
+            return Outcome(
+                adapter.fallback_answer(route.fallback), "fallback", route.name, call=call
+            )
         outcome = "duplicate" if created.duplicate else "answered"
-        return Outcome(answer, outcome, route.name, created.call.call_id)
+        return Outcome(answer, outcome, route.name, created.call.call_id, call, lifetime)
 
     def _end_in_background(self, call_id: str) -> None:
         """End an Ultravox call nobody will join, without holding up the caller's answer."""
@@ -180,23 +214,45 @@ class Bridge:
             fields["call_id"] = call.call_id
             await adapter.hold(request, call)
         plan = self.routing.fallback_for(call) or self._default_fallback
-        return Outcome(adapter.fallback_answer(plan), "fallback")
+        return Outcome(adapter.fallback_answer(plan), "fallback", call=call)
 
     async def _create(
         self,
         adapter: ProviderAdapter,
-        route: Route,
         target: AgentTarget | InlineTarget,
         call: InboundCall,
+        route: Route,
+        lifetime: float,
     ) -> UltravoxCall:
-        offer = self.transfers.offer(route, call) if self.transfers else None
-        tools = offer.tools if offer else ()
-        created = await create_call(
-            self.ultravox, target, build_call_body(target, call, adapter.medium(), tools)
-        )
-        if self.transfers and offer:
-            await self.transfers.remember(offer, created)  # the tool's calls name this call id
-        return created
+        """Take the call's live-call slot (`_OverLimit` when none is free), then create its
+        Ultravox call (with the transfer tool when the route offers transfers), giving the slot
+        back if that fails. Only the webhook that creates the call takes a slot: its repeats
+        share the call, and a late repeat creates none."""
+        record_id = self.lifecycle.record_id(call)
+        if not await self.lifecycle.admit(
+            record_id, route.name, route.max_concurrent_calls, lifetime
+        ):
+            raise _OverLimit
+        try:
+            offer = self.transfers.offer(route, call) if self.transfers else None
+            tools = offer.tools if offer else ()
+            created = await create_call(
+                self.ultravox, target, build_call_body(target, call, adapter.medium(), tools)
+            )
+            if self.transfers and offer:
+                await self.transfers.remember(offer, created)  # the tool's calls name this call
+            return created
+        except BaseException:
+            await self.lifecycle.release(record_id, route.name)
+            raise
+
+
+def _overflow_answer(adapter: ProviderAdapter, route: Route) -> Answer:
+    """What a call over the live-call limit gets: the route's overflow, by default its fallback."""
+    overflow = route.overflow_answer
+    if isinstance(overflow, RejectTarget):
+        return adapter.reject_answer()
+    return adapter.fallback_answer(overflow)
 
 
 def _count(provider: str, outcome: str, started: float) -> float:

@@ -1,5 +1,6 @@
 """Builds the FastAPI application: settings, shared clients and routers."""
 
+import asyncio
 import gc
 import logging
 import os
@@ -10,11 +11,24 @@ import httpx
 from fastapi import FastAPI
 
 from app.aiohttp_transport import AiohttpTransport
-from app.api import health, media, metrics, outbound, transfer, web, webhooks
+from app.api import (
+    console,
+    health,
+    media,
+    metrics,
+    outbound,
+    records,
+    status,
+    transfer,
+    ultravox_events,
+    web,
+    webhooks,
+)
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
 from app.config import load_settings
+from app.console.access import Console
 from app.dedupe import CallDeduplicator
 from app.http_transport import CappedTransport
 from app.inbound import Bridge
@@ -27,6 +41,11 @@ from app.providers import (
     build_media_endpoints,
     providers_taking_calls,
 )
+from app.records.database import create_engine
+from app.records.lifecycle import CallLifecycle
+from app.records.limits import build_live_calls
+from app.records.outbox import Outbox
+from app.records.service import CallRecords
 from app.routing import table_from_settings, unused_settings
 from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
@@ -66,6 +85,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
+            app.state.console = Console.from_settings(config)
             app.state.store = store
             app.state.media_endpoints = build_media_endpoints(config, adapters)
             dedupe = CallDeduplicator(
@@ -75,8 +95,13 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 lease_seconds=config.dedupe_lease_seconds,
                 wait_seconds=config.ultravox_deadline_seconds,
             )
+            call_records, app.state.outbox = await start_records(config, http)
+            app.state.records = call_records
+            lifecycle = CallLifecycle(
+                call_records, mask_numbers=config.record_phone_numbers == "masked"
+            )
             app.state.bridge = Bridge(
-                config, adapters, table_from_settings(config), ultravox, dedupe
+                config, adapters, table_from_settings(config), ultravox, dedupe, lifecycle
             )
             app.state.transfers = build_transfers(config, app.state.bridge, http, store)
             app.state.draining = False
@@ -93,6 +118,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                     await app.state.transfers.idle()
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
+                await call_records.close()
                 await app.state.store.close()
                 await app.state.web_calls.limits.close()
 
@@ -108,10 +134,15 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.include_router(metrics.router)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
+    # Before media's `/{provider}/events`, which would take `/ultravox/events` for a provider.
+    app.include_router(ultravox_events.router)
     app.include_router(outbound.router)
     app.include_router(media.router)
     app.include_router(web.router)
     app.include_router(transfer.router)
+    app.include_router(status.router)
+    app.include_router(records.router)
+    app.include_router(console.router)
     return app
 
 
@@ -136,6 +167,32 @@ def freeze_startup_objects() -> None:
     in the middle of webhooks and relayed audio frames."""
     gc.collect()
     gc.freeze()
+
+
+async def start_records(
+    settings: ServiceSettings, http: httpx.AsyncClient
+) -> tuple[CallRecords, Outbox | None]:
+    """The call records: the database migrated to the current schema, the live-call count,
+    the writer and upkeep tasks, and the outbox sender when CALL_EVENTS_URL is set."""
+    engine = create_engine(settings.database_url.get_secret_value())
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    live_calls = build_live_calls(
+        redis_url, settings.max_concurrent_calls, settings.redis_timeout_seconds
+    )
+    records = CallRecords(
+        engine,
+        live_calls,
+        retention_days=settings.call_retention_days,
+        outbox_delay=settings.call_events_delay_seconds if settings.call_events_url else None,
+    )
+    await records.migrate()
+    records.start()
+    if not settings.call_events_url:
+        return records, None
+    secrets = [secret.get_secret_value() for secret in settings.call_events_secret]
+    outbox = Outbox(records, http, settings.call_events_url, secrets)
+    records.add_task(asyncio.create_task(outbox.run(), name="records-outbox"))
+    return records, outbox
 
 
 def build_store(settings: ServiceSettings) -> Store:
@@ -180,6 +237,7 @@ def _log_startup(settings: ServiceSettings, bridge: Bridge) -> None:
                 "call": _call_source(settings),
                 "public_base_url": settings.public_base_url or "unset",
                 "store": "memory" if settings.redis_url is None else "redis",
+                "database": settings.database_url.get_secret_value().split("://", 1)[0],
                 "routes_file": str(settings.routes_file) if settings.routes_file else "unset",
             }
         },

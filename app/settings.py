@@ -37,6 +37,8 @@ DURATION = re.compile(r"^[0-9]+(\.[0-9]+)?s$")
 OUTBOUND_CONNECT_MARGIN_SECONDS = 10
 # A browser's Origin header: scheme, host, optional port; nothing after.
 WEB_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+# An embedded SQLite file beside the working directory, so `make run` needs no database server.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/calls.db"
 
 # Call fields the bridge itself decides.
 BRIDGE_OWNED_FIELDS = frozenset({"medium", "firstSpeaker"})
@@ -147,6 +149,7 @@ class ServiceSettings(BaseSettings):
     http_max_connections: int = Field(default=1000, ge=16)
     routes_file: Path | None = None
     bridge_api_tokens: SecretList = Field(default_factory=list)
+    console_session_hours: float = Field(default=8, gt=0, le=168)
     outbound_join_timeout: str = "60s"
     outbound_ring_timeout_seconds: int = Field(default=45, ge=5, le=600)
     transfer_token_secret: SecretStr | None = None
@@ -165,6 +168,15 @@ class ServiceSettings(BaseSettings):
     web_connect_sources: str = "wss: https:"
     web_call_secret: SecretStr | None = None
     web_token_max_ttl_seconds: int = Field(default=600, ge=10, le=86_400)
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    call_retention_days: int = Field(default=30, ge=0, le=3650)
+    record_phone_numbers: Literal["masked", "full"] = "masked"
+    ultravox_webhook_secrets: SecretList = Field(default_factory=list)
+    call_events_url: str | None = None
+    call_events_secret: SecretList = Field(default_factory=list)
+    call_events_delay_seconds: float = Field(default=10, ge=0, le=3600)
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -214,7 +226,7 @@ class ServiceSettings(BaseSettings):
             )
         return value
 
-    @field_validator("bridge_api_tokens")
+    @field_validator("bridge_api_tokens", "call_events_secret")
     @classmethod
     def _long_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
         return long_tokens(tokens)
@@ -393,6 +405,54 @@ class ServiceSettings(BaseSettings):
                     f"call takes {', '.join(sorted(AGENT_CALL_FIELDS))})"
                 )
         return None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip() or DEFAULT_DATABASE_URL
+        # The usual spellings of a PostgreSQL URL mean the async driver the service uses.
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                url = "postgresql+asyncpg://" + url.removeprefix(plain)
+        if url.startswith("sqlite+aiosqlite://") and url.rstrip("/") in (
+            "sqlite+aiosqlite:",
+            "sqlite+aiosqlite:///:memory:",
+        ):
+            # Each connection would see a database of its own, and every record is lost at exit.
+            raise ValueError("must name a file, such as sqlite+aiosqlite:///data/calls.db")
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must be sqlite+aiosqlite:///path/to/calls.db (an embedded file) or "
+                "postgresql+asyncpg://user:password@host:5432/database"
+            )
+        return SecretStr(url)
+
+    @field_validator("call_events_url")
+    @classmethod
+    def _call_events_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^https?://[^/?#\s]+\S*$", value.strip()):
+            raise ValueError(
+                "must be the http(s) URL of your endpoint, such as https://x.test/calls"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _call_events_signed(self) -> Self:
+        if self.call_events_url and not self.call_events_secret:
+            raise ValueError(
+                "CALL_EVENTS_URL needs CALL_EVENTS_SECRET (16+ characters) so your endpoint can "
+                "tell the bridge's summaries from forged ones; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return self
+
+    @field_validator("max_concurrent_calls", mode="before")
+    @classmethod
+    def _no_limit_when_empty(cls, value: Any) -> Any:
+        # `MAX_CONCURRENT_CALLS=`, as `.env.example` shows it, means no limit.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_url")
     @classmethod

@@ -215,35 +215,55 @@ class UltravoxClient:
         if response.status_code not in (200, 202, 204):
             raise _error_for(response)
 
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """One request to Ultravox's API that is not a call creation (reading a transcript,
+        managing webhooks): one attempt within the deadline, the JSON answer or a typed error."""
+        try:
+            response = await self._http.request(
+                method,
+                self._api_url + path,
+                json=json,
+                params=params,
+                headers=self._headers,
+                timeout=self._deadline_seconds,
+            )
+        except httpx.TimeoutException as exc:
+            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
+        if not 200 <= response.status_code < 300:
+            raise _error_for(response)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise UltravoxBadResponse("Ultravox answered with a body that is not JSON") from None
+
     async def call_messages(self, call_id: str, max_pages: int = 5) -> list[dict[str, Any]]:
-        """The messages of a call (`GET /calls/{call_id}/messages`), oldest first, following
-        Ultravox's pagination for at most `max_pages` pages. A `next` link is followed only on
-        Ultravox's own API URL, so the API key never goes elsewhere."""
+        """The messages of a call (`GET /calls/{id}/messages`), page after page, at most
+        `max_pages` pages of 200."""
         messages: list[dict[str, Any]] = []
-        url: str | None = f"{self._api_url}/calls/{quote(call_id, safe='')}/messages?pageSize=200"
+        params = {"pageSize": "200"}
         for _ in range(max_pages):
-            if url is None or not url.startswith(self._api_url + "/"):
-                break
-            try:
-                response = await self._http.get(
-                    url, headers=self._headers, timeout=self._deadline_seconds
-                )
-            except httpx.TimeoutException as exc:
-                raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
-            except httpx.HTTPError as exc:
-                raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
-            if response.status_code != 200:
-                raise _error_for(response)
-            try:
-                page = response.json()
-            except ValueError:
-                raise UltravoxBadResponse("Ultravox's message list is not JSON") from None
+            page = await self.request(
+                "GET", f"/calls/{quote(call_id, safe='')}/messages", params=params
+            )
             results = page.get("results") if isinstance(page, dict) else None
             if not isinstance(results, list):
-                raise UltravoxBadResponse("Ultravox's message list has no results")
-            messages.extend(item for item in results if isinstance(item, dict))
-            following = page.get("next")
-            url = following if isinstance(following, str) else None
+                raise UltravoxBadResponse("Ultravox's messages answer has no results list")
+            messages += [message for message in results if isinstance(message, dict)]
+            cursor = _next_cursor(page.get("next"))
+            if cursor is None:
+                break
+            params = {"pageSize": "200", "cursor": cursor}
         return messages
 
     async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
@@ -336,6 +356,14 @@ class UltravoxClient:
         if response.status_code not in ok:
             raise _error_for(response)
         return response
+
+
+def _next_cursor(next_url: Any) -> str | None:
+    """The `cursor` of a paginated answer's `next` URL."""
+    if not isinstance(next_url, str) or not next_url:
+        return None
+    values = httpx.URL(next_url).params.get_list("cursor")
+    return values[0] if values else None
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """Shared fixtures: settings, the app with its lifespan, and webhooks signed the way each
 provider signs them (its own SDK's signing where it has one)."""
 
+import atexit
 import base64
+import shutil
+import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,6 +26,10 @@ from app.config import Settings
 from app.http_transport import CappedTransport
 from app.main import create_app
 from tests.redis_server import RedisServer
+
+# The tests' SQLite record databases, removed when the run ends.
+_DATABASES = Path(tempfile.mkdtemp(prefix="bridge-test-records-"))
+atexit.register(shutil.rmtree, _DATABASES, ignore_errors=True)
 
 API_URL = "https://ultravox.test/api"
 API_KEY = "test-ultravox-key-0123456789"
@@ -45,6 +54,8 @@ def make_settings(**overrides: Any) -> Settings:
         "telnyx_public_key": TELNYX_PUBLIC_KEY,
         "plivo_auth_token": PLIVO_TOKEN,
         "ultravox_deadline_seconds": 2,
+        # Each app gets a database of its own, migrated at start-up.
+        "database_url": f"sqlite+aiosqlite:///{_DATABASES / uuid.uuid4().hex}.db",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

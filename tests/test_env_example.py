@@ -48,6 +48,8 @@ GIVEN = {
     "EXOTEL_API_KEY": "exotel-api-key",
     "EXOTEL_API_TOKEN": "exotel-api-token",
     "EXOTEL_APP_ID": "123456",
+    "ULTRAVOX_WEBHOOK_SECRETS": "ultravox-webhook-secret-0123456789",
+    "CALL_EVENTS_SECRET": "call-events-secret-0123456789",
 }
 # Settings of the client commands (`simulate`, `call`), which the service does not read.
 CLIENT_ONLY = (set(SimulatorSettings.model_fields) | set(CallCommandSettings.model_fields)) - set(

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.inbound import Bridge
+from app.records.service import CallRecords
 from app.settings import ServiceSettings
 from app.store import Store
 
@@ -26,6 +27,12 @@ async def get_store(request: Request) -> Store:
     return store
 
 
+async def get_records(request: Request) -> CallRecords:
+    records: CallRecords = request.app.state.records
+    return records
+
+
 BridgeDep = Annotated[Bridge, Depends(get_bridge)]
+RecordsDep = Annotated[CallRecords, Depends(get_records)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]

@@ -24,6 +24,13 @@ from app.web.origins import cors_headers, origin_allowed
 web_logger = logging.getLogger("app.web")
 
 
+class RecordsNotWritten(WebhookError):
+    """An event or status report the call records could not store now; its sender retries
+    (Ultravox up to 10 times, Telnyx at its failover URL)."""
+
+    status_code = 503
+
+
 class APIError(Exception):
     """An answer to an API client that is not a placed call."""
 

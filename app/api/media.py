@@ -6,9 +6,10 @@ import time
 
 from fastapi import APIRouter, Request, Response, WebSocket
 
-from app.api.deps import BridgeDep, SettingsDep
+from app.api.deps import BridgeDep, RecordsDep, SettingsDep
+from app.api.status import record_status
 from app.api.webhooks import webhook_request
-from app.calltypes import InboundCall, WebhookError, WebhookRequest
+from app.calltypes import InboundCall, MalformedWebhook, WebhookError, WebhookRequest
 from app.inbound import Bridge, UnknownProvider
 from app.providers.media import CallEvents, MediaEndpoint
 from app.relay.relay import Relay
@@ -71,7 +72,8 @@ async def media(websocket: WebSocket, provider: str, reference: str | None = Non
     try:
         plan = await endpoint.open(websocket, admission, start_call)
         if plan is not None:
-            await Relay(plan.platform, plan.join_url, plan.ids).run()
+            ended_by = await Relay(plan.platform, plan.join_url, plan.ids).run()
+            bridge.lifecycle.relay_ended(plan.ids.provider, plan.ids.provider_call_id, ended_by)
     finally:
         websocket.app.state.live_relays -= 1
 
@@ -83,10 +85,12 @@ async def events(
     request: Request,
     bridge: BridgeDep,
     settings: SettingsDep,
+    records: RecordsDep,
     path_key: str | None = None,
 ) -> Response:
-    """A provider's call progress events (answered, completed...), recorded in the log; with a
-    key in the path for a provider authenticated by a secret in its URLs."""
+    """A provider's call progress events (answered, completed...), logged, and written to the
+    call's record when they report its status; with a key in the path for a provider
+    authenticated by a secret in its URLs."""
     adapter = bridge.adapters.get(provider)
     if not isinstance(adapter, CallEvents) or (path_key is not None and not adapter.takes_path_key):
         raise UnknownProvider(f"no events endpoint for {provider!r}")
@@ -101,4 +105,7 @@ async def events(
         )
         raise
     logger.info("call.event", extra={"fields": {"provider": provider, **fields}})
-    return Response(status_code=204)
+    try:
+        return await record_status(records, adapter, webhook)
+    except MalformedWebhook:  # an event without a call status (DTMF, transfer...)
+        return Response(status_code=204)

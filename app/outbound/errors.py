@@ -33,6 +33,13 @@ class DialerNotConfigured(OutboundError):
     status_code = 503
 
 
+class OverCallLimit(OutboundError):
+    """MAX_CONCURRENT_CALLS or the route's max_concurrent_calls is reached: nothing was created
+    or dialled. Trying again once calls have ended can work."""
+
+    status_code = 503
+
+
 class UltravoxCallFailed(OutboundError):
     """Ultravox did not create the call; nothing was dialled."""
 

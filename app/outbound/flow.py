@@ -19,6 +19,8 @@ from app.outbound.body import outbound_call_body
 from app.outbound.errors import (
     DialerNotConfigured,
     InvalidOutboundRequest,
+    OutboundError,
+    OverCallLimit,
     PendingCallNotKept,
     ProviderNoAnswer,
     ProviderRefused,
@@ -26,6 +28,7 @@ from app.outbound.errors import (
     UltravoxCallFailed,
 )
 from app.outbound.pending import PendingAnswer, pending_key
+from app.outbound.progress import Progress, recorded_outcome
 from app.outbound.request import OutboundCallRequest, PlacedCall
 from app.outbound.target import outbound_route, outbound_target
 from app.providers import DIALERS
@@ -36,6 +39,8 @@ from app.providers.dialing import (
     DialUncertain,
     OutboundCall,
 )
+from app.records.changes import ANSWERED, new_record_id
+from app.records.lifecycle import lifetime_seconds
 from app.routing import AgentTarget, InlineTarget
 from app.settings import ServiceSettings
 from app.store import Store, StoreError
@@ -98,6 +103,26 @@ class OutboundCalls:
         return self.dialers[provider]
 
     async def place(self, request: OutboundCallRequest, bridge: Bridge, store: Store) -> PlacedCall:
+        """Place the call, and record what happened to it."""
+        progress = Progress(new_record_id(), time.time())
+        try:
+            placed = await self._place(request, bridge, store, progress)
+        except OutboundError as exc:
+            outcome = recorded_outcome(exc)
+            if outcome is not None:
+                uv_call_id = exc.details.get("ultravoxCallId")
+                bridge.lifecycle.decided(progress.decision(request, outcome, str(exc), uv_call_id))
+            raise
+        bridge.lifecycle.decided(
+            progress.decision(
+                request, ANSWERED, None, placed.ultravox_call_id, placed.provider_call_id
+            )
+        )
+        return placed
+
+    async def _place(
+        self, request: OutboundCallRequest, bridge: Bridge, store: Store, progress: Progress
+    ) -> PlacedCall:
         started = time.perf_counter()
         dialer = self._dialer(request.provider)
         from_number = request.from_ or dialer.default_from(self._settings)
@@ -107,15 +132,59 @@ class OutboundCalls:
         # Routes are keyed by the number called; for an outbound call that is our own number.
         call = InboundCall(request.provider, f"outbound-{uuid.uuid4()}", request.to, from_number)
         target = outbound_target(bridge.routing, call, request)
+        route = outbound_route(bridge.routing, call, request)
+        progress.from_number = from_number
+        progress.route = route.name if route is not None else None
         medium = bridge.adapter(request.provider).medium()
         offer = self._transfer_offer(bridge, call, request, target)
         tools = offer.tools if offer is not None else ()
         body = outbound_call_body(target, call, medium, self._settings, request.metadata, tools)
+        progress.lifetime_seconds = lifetime_seconds(body)
+        slot_route = progress.route or "outbound"
+        limit = route.max_concurrent_calls if route is not None else None
+        if not await bridge.lifecycle.admit(
+            progress.record_id, slot_route, limit, progress.lifetime_seconds
+        ):
+            raise OverCallLimit(
+                "too many live calls (MAX_CONCURRENT_CALLS or the route's "
+                "max_concurrent_calls): try again when calls have ended"
+            )
+        try:
+            return await self._dial_new_call(
+                request,
+                bridge,
+                store,
+                dialer,
+                target,
+                body,
+                from_number,
+                started,
+                progress.record_id,
+                offer,
+            )
+        except OutboundError as exc:
+            if not isinstance(exc, ProviderNoAnswer):  # nothing is ringing: the slot is free
+                await bridge.lifecycle.release(progress.record_id, slot_route)
+            raise
+
+    async def _dial_new_call(
+        self,
+        request: OutboundCallRequest,
+        bridge: Bridge,
+        store: Store,
+        dialer: Dialer,
+        target: AgentTarget | InlineTarget,
+        body: dict[str, Any],
+        from_number: str,
+        started: float,
+        record_id: str,
+        offer: Offer | None,
+    ) -> PlacedCall:
         fields: dict[str, Any] = {
             "provider": request.provider,
             "to": request.to,
             "from": from_number,
-            "reference": call.call_id,
+            "call_record_id": record_id,
         }
         created = await self._create(bridge, target, body, fields)
         fields["ultravox_call_id"] = created.call_id
@@ -136,6 +205,7 @@ class OutboundCalls:
             join_url=created.join_url,
             ring_timeout_seconds=self._settings.outbound_ring_timeout_seconds,
             answer_url=answer_url,
+            status_url=self._status_url(dialer),
         )
         try:
             dialed = await dialer.dial(outbound)
@@ -211,6 +281,12 @@ class OutboundCalls:
                 details["retryAfter"] = exc.retry_after
             error = UltravoxBusy if exc.retryable else UltravoxCallFailed
             raise error(f"Ultravox did not create the call: {exc}", **details) from exc
+
+    def _status_url(self, dialer: Dialer) -> str | None:
+        """Where the provider reports the call's progress (`/{provider}/status`); it needs the
+        public URL, without which the call's end is known from Ultravox's events only."""
+        base = self._settings.public_base_url
+        return f"{base}/{dialer.name}/status" if base else None
 
     async def _pending_answer(
         self, dialer: Dialer, created: UltravoxCall, store: Store

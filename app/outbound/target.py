@@ -10,6 +10,13 @@ from app.routing import AgentTarget, InlineTarget, RejectTarget, Route, RoutingT
 from app.ultravox import AGENT_CALL_FIELDS
 
 
+def outbound_route(
+    routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
+) -> Route | None:
+    """The route for our number (`call.to_number`), or the route the request names."""
+    return routing.resolve(call) if request.route is None else named_route(routing, request.route)
+
+
 def outbound_target(
     routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
 ) -> AgentTarget | InlineTarget:
@@ -39,13 +46,6 @@ def outbound_target(
         context = {**target.template_context, **request.template_context}
         target = dataclasses.replace(target, template_context=context)
     return target
-
-
-def outbound_route(
-    routing: RoutingTable, call: InboundCall, request: OutboundCallRequest
-) -> Route | None:
-    """The route for our number (`call.to_number`), or the route the request names."""
-    return routing.resolve(call) if request.route is None else named_route(routing, request.route)
 
 
 def named_route(routing: RoutingTable, name: str) -> Route:

@@ -12,9 +12,11 @@ from typing import Any, ClassVar
 
 from app.calltypes import (
     Answer,
+    CallStatus,
     FallbackPlan,
     InboundCall,
     MalformedWebhook,
+    NoStatusCallbacks,
     ProviderNotConfigured,
     SignatureError,
     WebhookError,
@@ -24,6 +26,16 @@ from app.phone import to_e164
 from app.settings import ServiceSettings
 from app.store import Store
 from app.ultravox import UltravoxCall
+
+
+def seconds_field(params: Mapping[str, str], name: str) -> float | None:
+    """A whole or decimal number of seconds from a status report, None when absent or odd."""
+    value = params.get(name, "").strip()
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 10**7 else None
 
 
 def single_values(params: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -141,6 +153,11 @@ class ProviderAdapter(ABC):
         fields and already vouched for another call. Most providers sign the call's fields, so
         there is nothing to hold; one that does not keeps its signatures in the shared store."""
         return None
+
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        """Read a verified status callback (`/{name}/status`): the call's progress. Providers
+        whose calls report no status here keep this refusal."""
+        raise NoStatusCallbacks(f"{self.name} has no status callbacks on this service")
 
     @abstractmethod
     def medium(self) -> dict[str, Any]:

@@ -98,7 +98,8 @@ class OutboundCall:
     """One call to place: who to phone from which number, and where the answered audio goes.
 
     `answer_url` is set for dialers that fetch their instructions from this service
-    (`needs_answer_url`); the others are given the `join_url` directly.
+    (`needs_answer_url`); the others are given the `join_url` directly. `status_url` (when
+    PUBLIC_BASE_URL is set) is where the provider reports the call's progress and end.
     """
 
     to_number: str
@@ -106,6 +107,7 @@ class OutboundCall:
     join_url: str
     ring_timeout_seconds: int
     answer_url: str | None = None
+    status_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,21 @@ def _route(
                 f"{path}: {label}: transfer: needs an inline route: the bridge adds its transfer "
                 "tool to the call's selectedTools, which an agent call cannot set"
             )
-    return Route(name, target, _fallback(spec.fallback, settings), web=web, transfer=transfer)
+    fallback = _fallback(spec.fallback, settings)
+    overflow: FallbackPlan | RejectTarget | None = None
+    if spec.overflow == "reject":
+        overflow = RejectTarget()
+    elif isinstance(spec.overflow, Fallback):
+        overflow = _fallback(spec.overflow, settings)
+    return Route(
+        name,
+        target,
+        fallback,
+        web=web,
+        transfer=transfer,
+        max_concurrent_calls=spec.max_concurrent_calls,
+        overflow=overflow,
+    )
 
 
 def _check_json(path: Path, label: str, fields: dict[str, Any], problems: list[str]) -> None:

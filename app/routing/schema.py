@@ -6,7 +6,7 @@ Keys under `agent:` and `inline:` are Ultravox's own call fields, spelled as in 
 
 import re
 from collections.abc import Collection
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -161,8 +161,10 @@ def _web(value: Any) -> Any:
 
 
 class RouteTarget(_Strict):
-    """What a route does (exactly one of agent, inline, reject), its fallback, and whether
-    browsers may start its calls."""
+    """What a route does (exactly one of agent, inline, reject), its fallback, whether browsers
+    may start its calls, and its live-call limit with the answer for calls over it (`overflow`:
+    `fallback`, the default; `reject`; or a message and dial number of its own, like
+    `fallback:`)."""
 
     agent: AgentCall | None = None
     inline: InlineCall | None = None
@@ -170,6 +172,8 @@ class RouteTarget(_Strict):
     fallback: Fallback | None = None
     web: Annotated[WebOptions | None, BeforeValidator(_web)] = None
     transfer: TransferSpec | None = None
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
+    overflow: Literal["fallback", "reject"] | Fallback = "fallback"
 
 
 class DefaultRoute(RouteTarget):

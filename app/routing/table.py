@@ -52,11 +52,21 @@ class WebAccess:
 
 @dataclass(frozen=True)
 class Route:
+    """A route: what it does with a call, what callers hear when Ultravox cannot take it, and
+    how many of its calls may be live at once (None: no route limit) with what the calls over
+    that limit get (`overflow`: a message plan, or reject; None: the fallback)."""
+
     name: str
     target: Target
     fallback: FallbackPlan
     web: WebAccess | None = None
     transfer: TransferPlan | None = None  # the people the agent may hand the caller to
+    max_concurrent_calls: int | None = None
+    overflow: FallbackPlan | RejectTarget | None = None
+
+    @property
+    def overflow_answer(self) -> FallbackPlan | RejectTarget:
+        return self.overflow if self.overflow is not None else self.fallback
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ async def test_twilio_call_is_placed_with_inline_twiml(
         "From": [OUR_NUMBER],
         "Twiml": [STREAM_TWIML],
         "Timeout": ["45"],
+        "StatusCallback": [f"{BASE_URL}/twilio/status"],
     }
 
 
@@ -133,6 +134,7 @@ async def test_telnyx_call_is_dialled_with_bidirectional_rtp_stream(
         "stream_bidirectional_codec": "PCMU",
         "stream_bidirectional_sampling_rate": 8000,
         "stream_bidirectional_target_legs": "opposite",
+        "webhook_url": f"{BASE_URL}/telnyx/status",
     }
 
 
@@ -167,6 +169,7 @@ async def test_plivo_call_answer_url_streams_once_when_signed(
             "machine_detection_method": "POST",
             "ring_timeout": 45,
             "error_if_parent_not_found": False,
+            "hangup_url": f"{BASE_URL}/plivo/status",
         }
 
         # Plivo requests the answer URL, signed, when the callee picks up.
@@ -668,3 +671,37 @@ async def test_telnyx_that_cannot_be_reached_is_502_and_ends_the_ultravox_call(
     assert response.status_code == 502
     assert response.json()["detail"].startswith("telnyx could not be reached: cannot reach Telnyx")
     assert deleted.call_count == 1
+
+
+# --- records and limits --------------------------------------------------------------------------
+
+
+async def test_placed_and_refused_calls_are_recorded_and_the_limit_holds(
+    apis: respx.MockRouter, requests_apis: responses.RequestsMock
+) -> None:
+    ultravox_created(apis)
+    twilio_accepts(requests_apis)
+    async with running_app(outbound_settings(max_concurrent_calls=1)) as client:
+        placed = await client.post(
+            "/calls", json={"provider": "twilio", "to": CALLEE}, headers=AUTH
+        )
+        over = await client.post("/calls", json={"provider": "twilio", "to": CALLEE}, headers=AUTH)
+        await client.app.state.records._queue.join()  # type: ignore[attr-defined]
+        listing = await client.get("/api/calls", headers=AUTH)
+    assert placed.status_code == 201
+    assert over.status_code == 503
+    assert over.json()["detail"].startswith("too many live calls")
+    assert len(requests_apis.calls) == 1  # nothing dialled for the refused call
+    refused, answered = listing.json()["calls"]
+    assert (answered["direction"], answered["outcome"], answered["state"]) == (
+        "outbound",
+        "answered",
+        "live",
+    )
+    assert (answered["providerCallId"], answered["ultravoxCallId"]) == (TWILIO_CALL_SID, UV_CALL_ID)
+    assert (answered["caller"], answered["called"]) == ("+15*******01", "+15*******06")
+    assert (refused["outcome"], refused["state"], refused["ultravoxCallId"]) == (
+        "refused-over-limit",
+        "ended",
+        None,
+    )

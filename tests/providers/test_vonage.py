@@ -323,6 +323,31 @@ async def test_a_get_with_a_repeated_field_is_refused(ultravox: respx.MockRouter
     assert route.call_count == 0
 
 
+async def test_a_completed_event_ends_the_calls_record(ultravox: respx.MockRouter) -> None:
+    ultravox.post("/calls").mock(return_value=created_call())
+    token = "records-api-token-0123456789"
+    settings = vonage_settings(bridge_api_tokens=token)
+    completed = {**vonage_fields(), "status": "completed", "duration": "37"}
+    async with running_app(settings) as client:
+        assert (
+            await vonage_webhook(vonage_fields(), method="POST").send(client)
+        ).status_code == 200
+        await client.app.state.records._queue.join()  # type: ignore[attr-defined]
+        dtmf = {"uuid": VONAGE_UUID, "dtmf": {"digits": "5"}}  # an event without a status
+        webhook = vonage_webhook(dtmf, method="POST", path="/vonage/events")
+        assert (await webhook.send(client)).status_code == 204
+        webhook = vonage_webhook(completed, method="POST", path="/vonage/events")
+        assert (await webhook.send(client)).status_code == 204
+        listing = await client.get("/api/calls", headers={"Authorization": f"Bearer {token}"})
+    [record] = listing.json()["calls"]
+    assert (record["provider"], record["providerCallId"]) == ("vonage", VONAGE_UUID)
+    assert (record["state"], record["endedBy"], record["durationSeconds"]) == (
+        "ended",
+        "provider",
+        37.0,
+    )
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_an_event_replayed_to_the_answer_url_is_refused(
     method: str, ultravox: respx.MockRouter

@@ -38,7 +38,8 @@ CASES = {
         "    reject: true\n",
         [
             "routes[0] (sales): callerPrefix: unknown field; expected one of agent, inline, "
-            "reject, fallback, web, transfer, name, number, provider, caller_prefix"
+            "reject, fallback, web, transfer, max_concurrent_calls, overflow, name, number, "
+            "provider, caller_prefix"
         ],
     ),
     "unknown_agent_field": (
@@ -53,7 +54,7 @@ CASES = {
         "default:\n  number: '+15005550001'\n  reject: true\n",
         [
             "default: number: unknown field; expected one of agent, inline, reject, fallback, "
-            "web, transfer, name"
+            "web, transfer, max_concurrent_calls, overflow, name"
         ],
     ),
     "same_number_and_provider_twice": (

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.calltypes import (
     Answer,
+    CallStatus,
     FallbackPlan,
     InboundCall,
     MalformedWebhook,
@@ -20,7 +21,7 @@ from app.providers.exotel.fields import request_fields
 from app.providers.exotel.guard import TokenBucket, check_address, check_token
 from app.providers.exotel.numbers import to_e164
 from app.providers.exotel.options import ExotelOptions
-from app.providers.exotel.status import parse_status, status_fields
+from app.providers.exotel.status import call_status, parse_status, status_fields
 from app.providers.media import CallEvents
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
@@ -136,6 +137,9 @@ class ExotelAdapter(ProviderAdapter, CallEvents):
             },
             REJECT_STATUS,
         )
+
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        return call_status(self.name, parse_status(request))
 
     def event_fields(self, request: WebhookRequest) -> dict[str, str]:
         # A placed call's StatusCallback, at /exotel/events/<token> (inbound flows send none).

@@ -4,17 +4,18 @@ are read. Exotel signs it no more than its other requests."""
 
 from dataclasses import dataclass
 
-from app.calltypes import MalformedWebhook, WebhookRequest
+from app.calltypes import CallStatus, MalformedWebhook, WebhookRequest
 from app.providers.base import require_fields
 from app.providers.exotel.fields import request_fields
 
 # Exotel's final statuses, and the one of an `answered` event.
 STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "in-progress", "answered"})
+FINAL_STATUSES = frozenset({"completed", "failed", "busy", "no-answer"})
 MAX_VALUE_CHARS = 64
 
 
 @dataclass(frozen=True)
-class CallStatus:
+class ExotelStatus:
     """One status callback: which call, how it stands, and what Exotel measured."""
 
     call_sid: str
@@ -30,7 +31,7 @@ def _short(fields: dict[str, str], name: str) -> str | None:
     return value[:MAX_VALUE_CHARS] if value else None
 
 
-def parse_status(request: WebhookRequest) -> CallStatus:
+def parse_status(request: WebhookRequest) -> ExotelStatus:
     """The status a StatusCallback reports; `MalformedWebhook` without a call id or a known
     status."""
     fields = request_fields(request)
@@ -40,7 +41,7 @@ def parse_status(request: WebhookRequest) -> CallStatus:
     if status.lower() not in STATUSES:
         raise MalformedWebhook(f"Status is not one of {', '.join(sorted(STATUSES))}")
     duration = _short(fields, "ConversationDuration")
-    return CallStatus(
+    return ExotelStatus(
         call_sid=call_sid,
         status=status.lower(),
         event_type=_short(fields, "EventType"),
@@ -52,7 +53,7 @@ def parse_status(request: WebhookRequest) -> CallStatus:
     )
 
 
-def status_fields(status: CallStatus) -> dict[str, str]:
+def status_fields(status: ExotelStatus) -> dict[str, str]:
     """The status as a log line's fields, under the names the service's log lines use."""
     fields = {"call_id": status.call_sid, "status": status.status}
     optional = {
@@ -64,3 +65,17 @@ def status_fields(status: CallStatus) -> dict[str, str]:
         "timestamp": status.updated,
     }
     return fields | {name: value for name, value in optional.items() if value is not None}
+
+
+def call_status(provider: str, status: ExotelStatus) -> CallStatus:
+    """The status as the call records read every provider's reports."""
+    return CallStatus(
+        provider=provider,
+        call_ids=(status.call_sid,),
+        status=status.status,
+        final=status.status in FINAL_STATUSES,
+        duration_seconds=None
+        if status.duration_seconds is None
+        else float(status.duration_seconds),
+        sequence=status.event_type,
+    )

@@ -4,13 +4,30 @@ with Plivo XML built by the plivo SDK."""
 import re
 from typing import Any
 
-from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
-from app.providers.base import ProviderAdapter, inbound_call, multi_map, single_values
+from app.calltypes import (
+    Answer,
+    CallStatus,
+    FallbackPlan,
+    InboundCall,
+    MalformedWebhook,
+    SignatureError,
+    WebhookRequest,
+)
+from app.providers.base import (
+    ProviderAdapter,
+    inbound_call,
+    multi_map,
+    require_fields,
+    seconds_field,
+    single_values,
+)
 from app.providers.plivo.answers import plivo_xml, xml_answer
 from app.providers.plivo.options import PlivoOptions
 from app.settings import ServiceSettings
 from app.ultravox import UltravoxCall
 
+PLIVO_XML = "application/xml"
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "timeout", "no-answer", "cancel"})
 # A call's UUID. Checked so that a signed request cannot be re-cut (Plivo signs names and values
 # run together) into one naming another call.
 CALL_UUID = re.compile(
@@ -69,6 +86,30 @@ class PlivoAdapter(ProviderAdapter):
     def parse(self, request: WebhookRequest) -> InboundCall:
         fields = single_values(request.params())
         return inbound_call(self.name, fields, "CallUUID", "From", "To", CALL_UUID)
+
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        # The hangup URL (the application's, or the outbound call's): CallUUID, CallStatus,
+        # Duration and BillDuration (seconds), HangupCause; an outbound call's RequestUUID is
+        # the id its creation returned.
+        fields = single_values(request.params())
+        call_uuid, status = require_fields(fields, "CallUUID", "CallStatus")
+        if not CALL_UUID.fullmatch(call_uuid):
+            raise MalformedWebhook("CallUUID is not a plivo call id")
+        others = tuple(
+            fields[name].strip()
+            for name in ("RequestUUID", "ALegRequestUUID")
+            if CALL_UUID.fullmatch(fields.get(name, "").strip())
+        )
+        final = fields.get("Event") == "Hangup" or status in FINAL_STATUSES
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_uuid, *others),
+            status=status[:32],
+            final=final,
+            duration_seconds=seconds_field(fields, "Duration"),
+            hangup_cause=(fields.get("HangupCauseName") or fields.get("HangupCause") or "")[:64]
+            or None,
+        )
 
     def medium(self) -> dict[str, Any]:
         return {"plivo": {}}

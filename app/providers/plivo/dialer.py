@@ -65,6 +65,10 @@ class PlivoDialer(Dialer):
         from plivo import exceptions
         from requests import RequestException
 
+        # Plivo reports the call's end (Duration, HangupCause) to the hangup URL.
+        status: dict[str, Any] = (
+            {"hangup_url": call.status_url, "hangup_method": "POST"} if call.status_url else {}
+        )
         try:
             created = self._clients.get().calls.create(
                 from_=call.from_number.lstrip("+"),
@@ -72,6 +76,7 @@ class PlivoDialer(Dialer):
                 answer_url=answer_url,
                 answer_method="POST",
                 ring_timeout=call.ring_timeout_seconds,
+                **status,
             )
         except exceptions.PlivoRestError as exc:
             raise DialRefused(self.name, str(exc)) from exc

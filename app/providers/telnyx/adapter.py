@@ -9,9 +9,11 @@ call id only."""
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import re
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from typing import Any
 
 from nacl.exceptions import BadSignatureError
@@ -19,6 +21,7 @@ from nacl.signing import VerifyKey
 
 from app.calltypes import (
     Answer,
+    CallStatus,
     FallbackPlan,
     InboundCall,
     MalformedWebhook,
@@ -26,7 +29,13 @@ from app.calltypes import (
     SignatureError,
     WebhookRequest,
 )
-from app.providers.base import ProviderAdapter, inbound_call, single_values
+from app.providers.base import (
+    ProviderAdapter,
+    inbound_call,
+    require_fields,
+    seconds_field,
+    single_values,
+)
 from app.providers.telnyx.options import TelnyxOptions
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store, StoreError
@@ -44,6 +53,13 @@ CALL_SID = re.compile(r"v[0-9]{1,2}:[A-Za-z0-9_-]{1,128}")
 # From and To: a phone number or a SIP address, in ASCII, without quotes, spaces or control
 # characters (a GET's query is unsigned, and these reach Ultravox and the logs).
 ADDRESS = re.compile(r"[A-Za-z0-9+*#@:;=.,_~!%-]{1,256}")
+STATUS_GET_REFUSED = (
+    "Telnyx status callbacks by GET are refused, even with TELNYX_ALLOW_GET: Telnyx signs no "
+    "query string, so one signature could end any call's record. Set the status callback "
+    "method to POST"
+)
+# TeXML CallStatus values after which the call is over.
+FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 GET_REFUSED = (
     "Telnyx webhooks by GET are refused: Telnyx signs no query string, so anyone holding one "
     "signature could start calls. Set the TeXML application's Voice Method to POST (or "
@@ -135,6 +151,55 @@ class TelnyxAdapter(ProviderAdapter):
                 "call fields); set the TeXML application's Voice Method to POST"
             )
 
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        # Inbound TeXML calls report to the application's status callback (a form: CallSid,
+        # CallStatus, CallDuration, HangupCause); outbound calls, placed with Call Control,
+        # send its JSON events (`call.hangup` with `hangup_cause`, `start_time`, `end_time`).
+        if request.method != "POST":
+            # Unlike a GET webhook's, whose signature is held to one call, a status needs none
+            # of that: Telnyx sends them by POST unless told otherwise.
+            raise MethodNotAllowed(STATUS_GET_REFUSED)
+        if request.body.lstrip().startswith(b"{"):
+            return self._call_control_status(request.body)
+        fields = single_values(request.params())
+        call_sid, status = require_fields(fields, "CallSid", "CallStatus")
+        if not CALL_SID.fullmatch(call_sid):
+            raise MalformedWebhook("CallSid is not a Telnyx call control id")
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_sid,),
+            status=status[:32],
+            final=status in FINAL_STATUSES,
+            duration_seconds=seconds_field(fields, "CallDuration"),
+            hangup_cause=fields.get("HangupCause", "")[:64] or None,
+            sequence=fields.get("SequenceNumber", "")[:16] or None,
+        )
+
+    def _call_control_status(self, body: bytes) -> CallStatus:
+        try:
+            data = json.loads(body).get("data")
+            event_type = data["event_type"]
+            payload = data["payload"]
+            call_control_id = payload["call_control_id"]
+        except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
+            raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)") from None
+        if not isinstance(call_control_id, str) or not isinstance(event_type, str):
+            raise MalformedWebhook("not a Telnyx call event (data.event_type, payload)")
+        if not CALL_SID.fullmatch(call_control_id):
+            raise MalformedWebhook("call_control_id is not a Telnyx call control id")
+        started, ended = _instant(payload.get("start_time")), _instant(payload.get("end_time"))
+        cause = payload.get("hangup_cause")
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_control_id,),
+            status=event_type.removeprefix("call.")[:32],
+            final=event_type == "call.hangup",
+            duration_seconds=ended - started if started and ended and ended >= started else None,
+            hangup_cause=cause[:64] if isinstance(cause, str) and cause else None,
+            at=_instant(data.get("occurred_at")),
+            sequence=str(data.get("id", ""))[:64] or None,
+        )
+
     def medium(self) -> dict[str, Any]:
         return {"telnyx": {}}
 
@@ -166,3 +231,12 @@ class TelnyxAdapter(ProviderAdapter):
         response = ET.Element("Response")
         ET.SubElement(response, "Reject", reason="rejected")
         return _texml(response)
+
+
+def _instant(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -73,6 +73,8 @@ class TelnyxDialer(Dialer):
         return options.telnyx_from_number
 
     async def dial(self, call: OutboundCall) -> Dialed:
+        # Call Control sends the call's events (call.answered, call.hangup) to webhook_url.
+        status: dict[str, Any] = {"webhook_url": call.status_url} if call.status_url else {}
         try:
             dialed = await self._client.calls.dial(
                 connection_id=self._connection_id,
@@ -86,6 +88,7 @@ class TelnyxDialer(Dialer):
                 stream_bidirectional_codec=self._codec,
                 stream_bidirectional_sampling_rate=self._sampling_rate,
                 stream_bidirectional_target_legs="opposite",
+                **status,
             )
         except self._telnyx.APIStatusError as exc:
             message = telnyx_error_message(exc.body, str(exc))

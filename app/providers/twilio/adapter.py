@@ -1,12 +1,28 @@
 """Twilio: voice webhooks signed with HMAC over URL and parameters, answered with TwiML."""
 
+import email.utils
 import re
 from typing import Any
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
-from app.calltypes import Answer, FallbackPlan, InboundCall, SignatureError, WebhookRequest
-from app.providers.base import ProviderAdapter, inbound_call, multi_map, single_values
+from app.calltypes import (
+    Answer,
+    CallStatus,
+    FallbackPlan,
+    InboundCall,
+    MalformedWebhook,
+    SignatureError,
+    WebhookRequest,
+)
+from app.providers.base import (
+    ProviderAdapter,
+    inbound_call,
+    multi_map,
+    require_fields,
+    seconds_field,
+    single_values,
+)
 from app.providers.twilio.answers import fallback_twiml, reject_twiml, stream_twiml
 from app.providers.twilio.options import TwilioOptions
 from app.settings import ServiceSettings
@@ -16,6 +32,8 @@ TWIML = "text/xml"
 # A call's SID: CA and 32 hex digits. Checked so that a signed request cannot be re-cut (Twilio
 # signs names and values run together) into one naming another call.
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+# CallStatus values after which the call is over.
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 class SignedFields(dict[str, list[str]]):
@@ -64,6 +82,25 @@ class TwilioAdapter(ProviderAdapter):
         fields = single_values(request.params())
         return inbound_call(self.name, fields, "CallSid", "From", "To", CALL_SID)
 
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        # The number's or the call's StatusCallback: CallStatus, CallDuration (seconds, on the
+        # final report), SequenceNumber, Timestamp (RFC 2822), SipResponseCode.
+        fields = single_values(request.params())
+        call_sid, status = require_fields(fields, "CallSid", "CallStatus")
+        if not CALL_SID.fullmatch(call_sid):
+            raise MalformedWebhook("CallSid is not a twilio call id")
+        sip_code = fields.get("SipResponseCode", "").strip()
+        return CallStatus(
+            provider=self.name,
+            call_ids=(call_sid,),
+            status=status[:32],
+            final=status in FINAL_STATUSES,
+            duration_seconds=seconds_field(fields, "CallDuration"),
+            hangup_cause=f"sip {sip_code}" if sip_code.isdigit() else None,
+            at=_rfc2822(fields.get("Timestamp")),
+            sequence=fields.get("SequenceNumber", "")[:16] or None,
+        )
+
     def medium(self) -> dict[str, Any]:
         return {"twilio": {}}
 
@@ -75,3 +112,12 @@ class TwilioAdapter(ProviderAdapter):
 
     def reject_answer(self) -> Answer:
         return _twiml(reject_twiml())
+
+
+def _rfc2822(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None

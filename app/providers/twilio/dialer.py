@@ -64,12 +64,15 @@ class TwilioDialer(Dialer):
         from requests import RequestException
         from twilio.base.exceptions import TwilioRestException
 
+        # Twilio reports the final status (`completed` with CallDuration) to the status URL.
+        status: dict[str, Any] = {"status_callback": call.status_url} if call.status_url else {}
         try:
             created = self._clients.get().calls.create(
                 to=call.to_number,
                 from_=call.from_number,
                 twiml=stream_twiml(call.join_url),
                 timeout=call.ring_timeout_seconds,
+                **status,
             )
         except TwilioRestException as exc:
             message = f"{exc.msg} (Twilio error {exc.code})" if exc.code else str(exc.msg)

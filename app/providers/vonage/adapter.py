@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 from app.calltypes import (
     Answer,
+    CallStatus,
     FallbackPlan,
     InboundCall,
     MalformedWebhook,
@@ -21,7 +22,13 @@ from app.calltypes import (
     SignatureError,
     WebhookRequest,
 )
-from app.providers.base import ProviderAdapter, inbound_call, single_values
+from app.providers.base import (
+    ProviderAdapter,
+    inbound_call,
+    require_fields,
+    seconds_field,
+    single_values,
+)
 from app.providers.media import (
     Admission,
     CallEvents,
@@ -44,6 +51,10 @@ JWT_TOLERANCE_SECONDS = 300
 # Vonage opens the media socket right after our answer; a reference left unused longer is stale.
 SESSION_TTL_SECONDS = 60
 SESSION_KEY = "relay:vonage:{reference}"
+# Event statuses after which the call is over.
+FINAL_STATUSES = frozenset(
+    {"completed", "busy", "failed", "rejected", "unanswered", "timeout", "cancelled"}
+)
 # Held by the first media socket of an Ultravox call: a repeated answer webhook mints another
 # reference, but the call takes one socket.
 SOCKET_KEY = "relay:vonage:socket:{ultravox_call_id}"
@@ -287,6 +298,21 @@ class VonageAdapter(ProviderAdapter, MediaEndpoint, CallEvents):
         ids = CallIds(self.name, admission.call_id, admission.details["ultravox_call_id"])
         platform = VonageMedia(websocket, self._sample_rate)
         return RelayPlan(platform, admission.details["join_url"], ids)
+
+    def parse_status(self, request: WebhookRequest) -> CallStatus:
+        # The answered call's events at /vonage/events: uuid, status, duration (seconds, on
+        # `completed`), timestamp. The media socket's own leg reports under another uuid.
+        fields = self._fields(request)
+        uuid, status = require_fields(fields, "uuid", "status")
+        return CallStatus(
+            provider=self.name,
+            call_ids=(uuid[:128],),
+            status=status[:32],
+            final=status in FINAL_STATUSES,
+            duration_seconds=seconds_field(fields, "duration"),
+            hangup_cause=fields.get("reason", "")[:64] or None,
+            sequence=fields.get("timestamp", "")[:40] or None,
+        )
 
     def event_fields(self, request: WebhookRequest) -> dict[str, str]:
         fields = self._fields(request)
