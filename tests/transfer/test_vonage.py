@@ -15,7 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings, load_settings
+from app.providers.vonage.transfer import VonageTransfer
+from app.routing import load_routing_table
 from app.settings import ConfigError
+from app.transfer.flow import check_transfer_settings
 from tests.conftest import API_URL, BASE_URL, Webhook, running_app
 from tests.relay.fakes import (
     VONAGE_SECRET,
@@ -271,6 +274,23 @@ async def test_vonage_transfers_need_the_application(tmp_path: Path) -> None:
         "invalid configuration:\n"
         "  VONAGE_APPLICATION_ID: is required for transfers of vonage calls\n"
         "  VONAGE_PRIVATE_KEY: is required for transfers of vonage calls"
+    )
+
+
+def test_warm_targets_pass_the_start_up_check_only_where_the_driver_has_warm(
+    tmp_path: Path,
+) -> None:
+    class ColdOnly(VonageTransfer):
+        modes = frozenset({"cold"})
+
+    settings = vonage_transfer_settings(tmp_path / "r.yaml", WARM_ROUTES)
+    assert settings.routes_file is not None
+    routing = load_routing_table(settings.routes_file, settings)
+    assert check_transfer_settings(settings, routing, {}, {"vonage": VonageTransfer}) == ["vonage"]
+    with pytest.raises(ConfigError) as raised:
+        check_transfer_settings(settings, routing, {}, {"vonage": ColdOnly})
+    assert str(raised.value) == (
+        "invalid configuration:\n  ROUTES_FILE: vonage calls cannot be transferred in warm mode"
     )
 
 
