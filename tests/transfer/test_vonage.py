@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings, load_settings
+from app.providers.vonage.transfer import VonageTransfer
+from app.routing import load_routing_table
 from app.settings import ConfigError
-from tests.conftest import API_URL, Webhook, running_app
+from app.transfer.flow import check_transfer_settings
+from tests.conftest import API_URL, BASE_URL, Webhook, running_app
 from tests.relay.fakes import (
     VONAGE_SECRET,
     VONAGE_UUID,
@@ -25,6 +28,7 @@ from tests.relay.fakes import (
     fake_ultravox,
     served,
     vonage_fields,
+    vonage_token,
     vonage_webhook,
 )
 from tests.transfer.conftest import (
@@ -259,14 +263,9 @@ async def test_forged_transfer_events_are_refused(tmp_path: Path, apis: respx.Mo
     assert creates.call_count == 1
 
 
-async def test_vonage_transfers_need_the_application_and_refuse_warm_targets(
-    tmp_path: Path,
-) -> None:
-    warm = ROUTES.replace(
-        "ring_timeout_seconds: 20", "ring_timeout_seconds: 20\n          mode: warm"
-    )
+async def test_vonage_transfers_need_the_application(tmp_path: Path) -> None:
     settings = vonage_transfer_settings(
-        tmp_path / "r.yaml", warm, vonage_application_id=None, vonage_private_key=None
+        tmp_path / "r.yaml", WARM_ROUTES, vonage_application_id=None, vonage_private_key=None
     )
     with pytest.raises(ConfigError) as raised:
         async with running_app(settings):
@@ -274,8 +273,24 @@ async def test_vonage_transfers_need_the_application_and_refuse_warm_targets(
     assert str(raised.value) == (
         "invalid configuration:\n"
         "  VONAGE_APPLICATION_ID: is required for transfers of vonage calls\n"
-        "  VONAGE_PRIVATE_KEY: is required for transfers of vonage calls\n"
-        "  ROUTES_FILE: vonage calls cannot be transferred in warm mode"
+        "  VONAGE_PRIVATE_KEY: is required for transfers of vonage calls"
+    )
+
+
+def test_warm_targets_pass_the_start_up_check_only_where_the_driver_has_warm(
+    tmp_path: Path,
+) -> None:
+    class ColdOnly(VonageTransfer):
+        modes = frozenset({"cold"})
+
+    settings = vonage_transfer_settings(tmp_path / "r.yaml", WARM_ROUTES)
+    assert settings.routes_file is not None
+    routing = load_routing_table(settings.routes_file, settings)
+    assert check_transfer_settings(settings, routing, {}, {"vonage": VonageTransfer}) == ["vonage"]
+    with pytest.raises(ConfigError) as raised:
+        check_transfer_settings(settings, routing, {}, {"vonage": ColdOnly})
+    assert str(raised.value) == (
+        "invalid configuration:\n  ROUTES_FILE: vonage calls cannot be transferred in warm mode"
     )
 
 
@@ -293,3 +308,278 @@ def test_a_private_key_that_is_not_pem_is_refused_naming_the_fix() -> None:
 def test_an_application_id_that_is_not_a_uuid_is_refused() -> None:
     with pytest.raises(ConfigError, match="VONAGE_APPLICATION_ID: must be the application's id"):
         load_settings(_env_file=None, ultravox_api_key="k", vonage_application_id="my-app")
+
+
+WARM_ROUTES = ROUTES.replace(
+    "ring_timeout_seconds: 20", "ring_timeout_seconds: 20\n          mode: warm"
+)
+CALLS_URL = f"{VONAGE_API}/v1/calls"
+PERSON_UUID = "aaaaaaaa-0000-4000-8000-0000000000c3"
+PERSON_URL = f"{CALLS_URL}/{PERSON_UUID}"
+HOLD_MUSIC = "https://media.example.com/hold.mp3"
+
+
+def signed(transfer_id: str, step: str, body: dict[str, object]) -> Webhook:
+    """A Vonage webhook of the person's call, a JSON body signed as Vonage signs it."""
+    content = json.dumps(body, separators=(",", ":")).encode()
+    return Webhook(
+        "POST",
+        f"{BASE_URL}/transfer/vonage/{transfer_id}/{step}",
+        {"content-type": "application/json", "Authorization": f"Bearer {vonage_token(content)}"},
+        content,
+    )
+
+
+def person_event(transfer_id: str, status: str) -> Webhook:
+    return signed(
+        transfer_id,
+        "person",
+        {
+            "uuid": PERSON_UUID,
+            "conversation_uuid": "CON-aaaaaaaa-0000-4000-8000-0000000000c4",
+            "status": status,
+            "direction": "outbound",
+            "from": "15005550001",
+            "to": "15005550100",
+            "timestamp": "2026-12-02T10:00:00.000Z",
+        },
+    )
+
+
+def keypress(transfer_id: str, digits: str, timed_out: bool = False) -> Webhook:
+    return signed(
+        transfer_id,
+        "accept",
+        {
+            "speech": {"results": []},
+            "dtmf": {"digits": digits, "timed_out": timed_out},
+            "from": "15005550001",
+            "to": "15005550100",
+            "uuid": PERSON_UUID,
+            "conversation_uuid": "CON-aaaaaaaa-0000-4000-8000-0000000000c4",
+            "timestamp": "2026-12-02T10:00:05.000Z",
+        },
+    )
+
+
+def whisper_request(transfer_id: str) -> Webhook:
+    return signed(
+        transfer_id,
+        "whisper",
+        {
+            "from": "15005550001",
+            "to": "15005550100",
+            "uuid": PERSON_UUID,
+            "conversation_uuid": "CON-aaaaaaaa-0000-4000-8000-0000000000c4",
+        },
+    )
+
+
+def conversation(transfer_id: str, *, person: bool) -> dict[str, object]:
+    return {
+        "action": "conversation",
+        "name": f"transfer-{transfer_id}",
+        "startOnEnter": person,
+        "endOnExit": True,
+    }
+
+
+async def test_warm_transfer_holds_the_caller_whispers_and_joins_the_person(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    person = apis.post(CALLS_URL).respond(
+        201,
+        json={
+            "uuid": PERSON_UUID,
+            "status": "started",
+            "direction": "outbound",
+            "conversation_uuid": "CON-aaaaaaaa-0000-4000-8000-0000000000c4",
+        },
+    )
+    caller = apis.put(CALL_URL).respond(204)
+    creates = creates_with(apis, "wss://voice.ultravox.test/first", "wss://voice.ultravox.test/2")
+    routes = vonage_transfer_settings(
+        tmp_path / "r.yaml", WARM_ROUTES, transfer_hold_music_url=HOLD_MUSIC
+    )
+    async with running_app(routes) as client:
+        access, _ = await answer(client, creates)
+        response = await call_tool(client, access, "sales")
+        assert response.json() == {"result": "transferring"}
+        # The caller's leg is in the conversation: the relayed agent's call is ended.
+        assert response.headers["x-ultravox-response-type"] == "hang-up"
+
+        dialled = json.loads(person.calls.last.request.content)
+        transfer_id = transfer_id_in(dialled["answer_url"][0])
+        base = f"https://bridge.test/transfer/vonage/{transfer_id}"
+        assert dialled == {
+            "to": [{"type": "phone", "number": "15005550100"}],
+            "from": {"type": "phone", "number": "15005550001"},
+            "answer_url": [f"{base}/whisper"],
+            "answer_method": "POST",
+            "event_url": [f"{base}/person"],
+            "event_method": "POST",
+            "ringing_timer": 20,
+        }
+        scheme, _, token = person.calls.last.request.headers["authorization"].partition(" ")
+        claims = jwt.decode(token, PRIVATE_KEY.public_key(), algorithms=["RS256"])
+        assert (scheme, claims["application_id"]) == ("Bearer", APPLICATION_ID)
+        assert json.loads(caller.calls.last.request.content) == {
+            "action": "transfer",
+            "destination": {
+                "type": "ncco",
+                "ncco": [
+                    {**conversation(transfer_id, person=False), "musicOnHoldUrl": [HOLD_MUSIC]}
+                ],
+            },
+        }
+
+        rung = await person_event(transfer_id, "ringing").send(client)
+        answered = await person_event(transfer_id, "answered").send(client)
+        whisper = await whisper_request(transfer_id).send(client)
+        accepted = await keypress(transfer_id, "1").send(client)
+        completed = await person_event(transfer_id, "completed").send(client)
+        await client.app.state.transfers.idle()  # type: ignore[attr-defined]
+        metrics = (await client.get("/metrics")).text
+    for reply in (rung, answered, completed):
+        assert (reply.status_code, reply.content) == (200, b"")
+    assert whisper.json() == [
+        {
+            "action": "talk",
+            "text": "The assistant is transferring a caller to you. Reason: wants a quote. Ada "
+            "wants ten licences. Press 1 to take the call, or any other key to decline.",
+            "bargeIn": True,
+        },
+        {
+            "action": "input",
+            "type": ["dtmf"],
+            "dtmf": {"maxDigits": 1, "timeOut": 8},
+            "eventUrl": [f"{base}/accept"],
+            "eventMethod": "POST",
+        },
+    ]
+    assert accepted.json() == [conversation(transfer_id, person=True)]
+    assert creates.call_count == 1  # nobody went back to an agent
+    assert caller.call_count == 1  # put on hold, never moved again
+    assert 'bridge_transfers_total{mode="warm",outcome="connected",provider="vonage"} 1.0' in (
+        metrics
+    )
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["declined", "no-key", "unanswered", "busy", "timeout", "hung-up"],
+)
+async def test_warm_transfer_not_taken_moves_the_held_caller_to_a_new_relayed_agent(
+    tmp_path: Path, apis: respx.MockRouter, ending: str
+) -> None:
+    person = apis.post(CALLS_URL).respond(201, json={"uuid": PERSON_UUID, "status": "started"})
+    caller = apis.put(CALL_URL).respond(204)
+    history = ultravox_history(apis)
+    creates = creates_with(apis, "wss://voice.ultravox.test/first", "wss://voice.ultravox.test/2")
+    async with running_app(vonage_transfer_settings(tmp_path / "r.yaml", WARM_ROUTES)) as client:
+        access, _ = await answer(client, creates)
+        await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(json.loads(person.calls.last.request.content)["answer_url"][0])
+        # Without hold music the caller is told to hold, then waits in the conversation.
+        assert json.loads(caller.calls.last.request.content)["destination"]["ncco"] == [
+            {"action": "talk", "text": "Please hold while I connect you."},
+            conversation(transfer_id, person=False),
+        ]
+        if ending in ("declined", "no-key", "hung-up"):
+            await whisper_request(transfer_id).send(client)
+        if ending == "declined":
+            reply = await keypress(transfer_id, "2").send(client)
+        elif ending == "no-key":
+            reply = await keypress(transfer_id, "", timed_out=True).send(client)
+        else:
+            status = "completed" if ending == "hung-up" else ending
+            reply = await person_event(transfer_id, status).send(client)
+        await client.app.state.transfers.idle()  # type: ignore[attr-defined]
+        # Vonage's later events for the person's call change nothing.
+        late = await person_event(transfer_id, "completed").send(client)
+        await client.app.state.transfers.idle()  # type: ignore[attr-defined]
+        store = client.app.state.store  # type: ignore[attr-defined]
+
+        assert caller.call_count == 2  # on hold, then back to an agent
+        moved = json.loads(caller.calls.last.request.content)
+        assert moved["action"] == "transfer"
+        ncco = moved["destination"]["ncco"]
+        uri = ncco[0]["endpoint"][0]["uri"]
+        reference = uri.rsplit("/", 1)[1]
+        assert ncco == [
+            {
+                "action": "connect",
+                "eventUrl": ["https://bridge.test/vonage/events"],
+                "endpoint": [
+                    {
+                        "type": "websocket",
+                        "uri": f"wss://bridge.test/vonage/media/{reference}",
+                        "content-type": "audio/l16;rate=16000",
+                        "headers": {"call_id": VONAGE_UUID},
+                    }
+                ],
+            }
+        ]
+        session = json.loads(await store.get(f"relay:vonage:{reference}"))
+    if ending in ("declined", "no-key"):
+        assert reply.json() == [
+            {"action": "talk", "text": "The caller goes back to the assistant. Goodbye."}
+        ]
+    else:
+        assert reply.content == b""
+    assert late.content == b""
+    assert session["ultravox_call_id"] == SECOND_CALL
+    assert history.call_count == 1
+    assert creates.call_count == 2
+    body = second_call_body(creates)
+    assert body["initialMessages"] == expected_history()
+    assert "Earlier in this call you tried to transfer the caller to sales" in body["systemPrompt"]
+
+
+async def test_a_caller_who_cannot_be_held_keeps_the_agent_and_the_person_is_hung_up(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    person = apis.post(CALLS_URL).respond(201, json={"uuid": PERSON_UUID, "status": "started"})
+    apis.put(CALL_URL).respond(404, json={"title": "Not Found"})
+    cancel = apis.put(PERSON_URL).respond(204)
+    creates = creates_with(apis, "wss://voice.ultravox.test/first", "wss://voice.ultravox.test/2")
+    async with running_app(vonage_transfer_settings(tmp_path / "r.yaml", WARM_ROUTES)) as client:
+        access, _ = await answer(client, creates)
+        response = await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(json.loads(person.calls.last.request.content)["answer_url"][0])
+        # Should the person answer before the hang-up reaches them: nobody is waiting.
+        whisper = await whisper_request(transfer_id).send(client)
+    assert response.json()["result"] == "failed"
+    assert "x-ultravox-response-type" not in response.headers  # the agent's call goes on
+    assert json.loads(cancel.calls.last.request.content) == {"action": "hangup"}
+    assert whisper.json() == [
+        {"action": "talk", "text": "Sorry, the caller is no longer waiting. Goodbye."}
+    ]
+    assert creates.call_count == 1
+
+
+async def test_forged_or_replayed_person_callbacks_are_refused(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    person = apis.post(CALLS_URL).respond(201, json={"uuid": PERSON_UUID, "status": "started"})
+    caller = apis.put(CALL_URL).respond(204)
+    creates = creates_with(apis, "wss://voice.ultravox.test/first", "wss://voice.ultravox.test/2")
+    async with running_app(vonage_transfer_settings(tmp_path / "r.yaml", WARM_ROUTES)) as client:
+        access, _ = await answer(client, creates)
+        await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(json.loads(person.calls.last.request.content)["answer_url"][0])
+        forged = keypress(transfer_id, "1")
+        forged.headers["Authorization"] = f"Bearer {vonage_token(b'{}')}"  # another payload
+        refused = await forged.send(client)
+        stale = keypress(transfer_id, "1")
+        stale.headers["Authorization"] = (
+            f"Bearer {vonage_token(stale.content, issued_at=time.time() - 3600)}"
+        )
+        too_old = await stale.send(client)
+        unknown = await keypress("no-such-transfer", "1").send(client)
+        # The real key press still connects: the refused ones decided nothing.
+        accepted = await keypress(transfer_id, "1").send(client)
+    assert (refused.status_code, too_old.status_code, unknown.status_code) == (403, 403, 404)
+    assert accepted.json() == [conversation(transfer_id, person=True)]
+    assert caller.call_count == 1  # held once, never moved by the refused requests
+    assert creates.call_count == 1
