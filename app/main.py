@@ -51,6 +51,7 @@ from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.transfer.flow import TransferDesk, check_transfer_settings
+from app.transfer.steps import record_transfer_steps
 from app.ultravox import UltravoxClient
 from app.web.calls import WebCalls
 from app.web.limits import Limits, MemoryLimits
@@ -104,6 +105,8 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 config, adapters, table_from_settings(config), ultravox, dedupe, lifecycle
             )
             app.state.transfers = build_transfers(config, app.state.bridge, http, store)
+            # Each transfer step lands on the transferred call's timeline, queued, never awaited.
+            stop_recording_transfers = record_transfer_steps(lifecycle.transfer_step)
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
@@ -116,6 +119,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             finally:
                 if app.state.transfers is not None:
                     await app.state.transfers.idle()
+                stop_recording_transfers()
                 if app.state.outbound is not None:
                     await app.state.outbound.aclose()
                 await call_records.close()

@@ -9,11 +9,14 @@ import httpx
 import pytest
 import respx
 
+from app.records.changes import record_id_for
 from tests.conftest import PROVIDERS, Webhook, running_app, twilio_webhook
+from tests.records.conftest import API_TOKEN, AUTH, UV_SECRET, flush, send_event, uv_call
 from tests.transfer.conftest import (
     FIRST_CALL,
     OUR_NUMBER,
     PERSON,
+    SECOND_CALL,
     SECOND_JOIN,
     TWILIO_API,
     TWILIO_SID,
@@ -102,6 +105,61 @@ async def test_cold_transfer_nobody_answers_the_caller_returns_to_the_agent_with
     # The returned caller's agent can transfer again, with a new credential.
     second_access = json.loads(creates.calls[1].request.content)["selectedTools"][0]
     assert second_access["authTokens"]["bridgeTransferToken"] != access.token
+
+
+async def test_cold_transfer_returning_to_the_agent_is_on_the_call_record_timeline(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    creates = ultravox_creates(apis)
+    ultravox_history(apis)
+    update = apis.post(f"{CALLS}/{CALLER_SID}.json").respond(200, json={"sid": CALLER_SID})
+    settings = transfer_settings(
+        tmp_path / "r.yaml", bridge_api_tokens=API_TOKEN, ultravox_webhook_secrets=UV_SECRET
+    )
+    record_id = record_id_for("twilio", CALLER_SID)
+    async with running_app(settings) as client:
+        access = await answer_call(client, TWILIO, creates)
+        await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(form_of(update.calls.last.request)["Twiml"])
+        dialed = callback(transfer_id, "dialed", DialCallStatus="no-answer")
+        await dialed.send(client)
+        await dialed.send(client)  # a repeat adds no step
+        # The steps are written by the time Ultravox reports on the agent the caller went back
+        # to (seconds later in life); that report lands on the same record, which keeps the
+        # first agent's id.
+        await flush(client)
+        joined = await send_event(
+            client,
+            "call.joined",
+            uv_call(SECOND_CALL, "twilio", CALLER_SID, joined="2026-12-02T10:01:00Z"),
+        )
+        assert joined.status_code == 204
+        await flush(client)
+        response = await client.get(f"/api/calls/{record_id}", headers=AUTH)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["call"]["ultravoxCallId"] == FIRST_CALL
+    assert body["call"]["joinedAt"] == "2026-12-02T10:01:00Z"
+    steps = [e for e in body["timeline"] if e["source"] == "transfer"]
+    assert [e["kind"] for e in steps] == [
+        "transfer.requested",
+        "transfer.started",
+        "transfer.unanswered",
+        "transfer.returned",
+    ]
+    common = {"transferId": transfer_id, "target": "sales", "mode": "cold", "route": "support"}
+    assert steps[0]["detail"] == {**common, "reason": "wants a quote"}
+    assert steps[1]["detail"] == common
+    assert steps[2]["detail"] == {**common, "status": "no-answer"}
+    assert steps[3]["detail"] == {
+        **common,
+        "status": "no-answer",
+        "newUltravoxCallId": SECOND_CALL,
+        "messages": len(expected_history()),
+    }
+    assert "ultravox" in [e["source"] for e in body["timeline"]]
+    assert PERSON not in response.text and "+15005550100" not in response.text
 
 
 @pytest.mark.parametrize("status", ["busy", "failed"])
