@@ -51,7 +51,7 @@ from app.routing.reload import reload_on_sighup
 from app.settings import ServiceSettings
 from app.store import MemoryStore, Store
 from app.transfer.flow import TransferDesk, check_transfer_settings
-from app.transfer.steps import record_transfer_steps
+from app.transfer.steps import on_call_records, record_transfer_steps
 from app.ultravox import UltravoxClient
 from app.web.calls import WebCalls
 from app.web.limits import Limits, MemoryLimits
@@ -106,7 +106,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             )
             app.state.transfers = build_transfers(config, app.state.bridge, http, store)
             # Each transfer step lands on the transferred call's timeline, queued, never awaited.
-            stop_recording_transfers = record_transfer_steps(lifecycle.transfer_step)
+            stop_recording_transfers = record_transfer_steps(on_call_records(call_records))
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)

@@ -1,8 +1,6 @@
 """The call flows' side of records and limits: what the inbound, outbound and relay flows call
 when they decide a call's outcome (`decided`), before they create an Ultravox call (`admit`),
-when a relayed call ends (`relay_ended`), and each step of a transfer (`transfer_step`, registered
-with `app.transfer.steps.record_transfer_steps` at start-up). Nothing here waits for the
-database."""
+and when a relayed call ends (`relay_ended`). Nothing here waits for the database."""
 
 import time
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ from app.records.changes import (
     record_id_for,
 )
 from app.records.service import CallRecords
-from app.transfer.steps import TransferStep
 
 # Ultravox's defaults for a call that does not set them.
 DEFAULT_JOIN_TIMEOUT_SECONDS = 30.0
@@ -152,38 +149,3 @@ class CallLifecycle:
                 timeline=TimelineEntry(now, "relay", "relay.ended", {"endedBy": ended_by}),
             )
         )
-
-    def transfer_step(self, step: TransferStep) -> None:
-        """Note one step of a transfer on the timeline of the call being transferred, found
-        by the Ultravox call the step came from or by the provider's call id (the agent a
-        caller returns to is a new Ultravox call on the same phone call). Only queued: a
-        transfer never waits for, nor fails with, its record."""
-        detail: dict[str, Any] = {
-            "transferId": step.transfer_id,
-            "target": step.target,
-            "mode": step.mode,
-            "route": step.route,
-            **{_camel(name): value for name, value in step.details.items() if value is not None},
-        }
-        self.records.record(
-            CallChange(
-                at=step.at,
-                ultravox_call_id=step.ultravox_call_id or None,
-                provider=step.provider,
-                provider_call_ids=(step.provider_call_id,) if step.provider_call_id else (),
-                timeline=TimelineEntry(
-                    step.at,
-                    "transfer",
-                    f"transfer.{step.outcome}",
-                    detail,
-                    # A step reported again (another replica, a repeated callback) lands once.
-                    key=f"transfer:{step.transfer_id}:{step.outcome}",
-                ),
-            )
-        )
-
-
-def _camel(name: str) -> str:
-    """`new_ultravox_call_id` -> `newUltravoxCallId`, as the timeline's other details read."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

@@ -10,6 +10,8 @@ from typing import Any
 
 from app import metrics
 from app.providers.transferring import Transfer
+from app.records.changes import CallChange, TimelineEntry
+from app.records.service import CallRecords
 
 logger = logging.getLogger("app.transfer")
 
@@ -44,6 +46,45 @@ def record_transfer_steps(recorder: StepRecorder) -> Callable[[], None]:
     unregisters it."""
     _recorders.append(recorder)
     return lambda: _recorders.remove(recorder)
+
+
+def on_call_records(records: CallRecords) -> StepRecorder:
+    """The recorder that notes each step on the timeline of the call being transferred, found
+    by the Ultravox call the step came from or by the provider's call id (the agent a caller
+    returns to is a new Ultravox call on the same phone call). It only queues the write."""
+
+    def record(step: TransferStep) -> None:
+        detail: dict[str, Any] = {
+            "transferId": step.transfer_id,
+            "target": step.target,
+            "mode": step.mode,
+            "route": step.route,
+            **{_camel(name): value for name, value in step.details.items() if value is not None},
+        }
+        records.record(
+            CallChange(
+                at=step.at,
+                ultravox_call_id=step.ultravox_call_id or None,
+                provider=step.provider,
+                provider_call_ids=(step.provider_call_id,) if step.provider_call_id else (),
+                timeline=TimelineEntry(
+                    step.at,
+                    "transfer",
+                    f"transfer.{step.outcome}",
+                    detail,
+                    # A step reported again (another replica, a repeated callback) lands once.
+                    key=f"transfer:{step.transfer_id}:{step.outcome}",
+                ),
+            )
+        )
+
+    return record
+
+
+def _camel(name: str) -> str:
+    """`new_ultravox_call_id` -> `newUltravoxCallId`, as the timeline's other details read."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def transfer_step(transfer: Transfer, outcome: str, **details: Any) -> None:
