@@ -21,7 +21,9 @@ import httpx
 import respx
 from twilio.request_validator import RequestValidator
 
+import app.main as app_main
 from app.config import Settings
+from app.http_transport import CappedTransport
 from app.main import create_app
 
 TOKEN = "bench-twilio-token"
@@ -50,7 +52,15 @@ def created(request: httpx.Request) -> httpx.Response:
     return httpx.Response(201, json={"callId": call_id, "joinUrl": f"wss://uv.bench/{call_id}"})
 
 
+def respx_transport() -> httpx.AsyncBaseTransport:
+    """httpx's own transport under the Ultravox client, as in the tests: respx stands in for
+    Ultravox there and not under the production aiohttp transport. This bench compares the
+    webhook path with and without recording, so the transport is the same on both sides."""
+    return CappedTransport(httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS))
+
+
 async def run(settings: Settings, requests: int, concurrency: int, record: bool) -> dict[str, Any]:
+    app_main.ultravox_transport = respx_transport
     app = create_app(settings)
     validator = RequestValidator(TOKEN)
     webhooks = [webhook(validator) for _ in range(requests)]
