@@ -8,9 +8,11 @@ callback, the relay's end), when creating the call fails, or at the latest when 
 passes (join timeout plus maximum duration: Ultravox has ended it by then), so a lost end
 report cannot hold a slot for ever."""
 
+import heapq
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from typing import Any
 
 from app.records import metrics
@@ -47,21 +49,33 @@ class LiveCalls(ABC):
 
 
 class MemoryLiveCalls(LiveCalls):
-    """This process's calls: right for one replica."""
+    """This process's calls: right for one replica. Each operation costs O(log n) in the calls
+    held, not a scan of them: without end reports a slot is held until its deadline (about an
+    hour), so thousands may be held at once."""
 
     def __init__(self, max_calls: int | None, clock: Any = time.time) -> None:
         super().__init__(max_calls)
         self._clock = clock
         self._slots: dict[str, tuple[str, float]] = {}
+        self._per_route: Counter[str] = Counter()
+        # (deadline, key) of every slot taken; an entry whose slot was released or taken again
+        # since is stale and skipped when it comes up.
+        self._deadlines: list[tuple[float, str]] = []
 
     def _expire(self) -> None:
         now = self._clock()
-        for key in [k for k, (_, deadline) in self._slots.items() if deadline <= now]:
-            route, _ = self._slots.pop(key)
-            self._show(route, self._count(route), len(self._slots))
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, key = heapq.heappop(self._deadlines)
+            slot = self._slots.get(key)
+            if slot is not None and slot[1] == deadline:
+                self._drop(key)
 
-    def _count(self, route: str) -> int:
-        return sum(1 for slot_route, _ in self._slots.values() if slot_route == route)
+    def _drop(self, key: str) -> None:
+        route, _ = self._slots.pop(key)
+        self._per_route[route] -= 1
+        if not self._per_route[route]:
+            del self._per_route[route]
+        self._show(route, self._per_route[route], len(self._slots))
 
     async def acquire(
         self, key: str, route: str, route_limit: int | None, lifetime_seconds: float
@@ -70,16 +84,18 @@ class MemoryLiveCalls(LiveCalls):
         if key in self._slots:
             return True
         over_all = self.max_calls is not None and len(self._slots) >= self.max_calls
-        if over_all or (route_limit is not None and self._count(route) >= route_limit):
+        if over_all or (route_limit is not None and self._per_route[route] >= route_limit):
             return False
-        self._slots[key] = (route, self._clock() + lifetime_seconds)
-        self._show(route, self._count(route), len(self._slots))
+        deadline = self._clock() + lifetime_seconds
+        self._slots[key] = (route, deadline)
+        self._per_route[route] += 1
+        heapq.heappush(self._deadlines, (deadline, key))
+        self._show(route, self._per_route[route], len(self._slots))
         return True
 
     async def release(self, key: str, route: str | None) -> None:
-        slot = self._slots.pop(key, None)
-        if slot is not None:
-            self._show(slot[0], self._count(slot[0]), len(self._slots))
+        if key in self._slots:
+            self._drop(key)
 
 
 # Sorted sets scored by each slot's deadline: expired slots are dropped before counting, all

@@ -144,6 +144,20 @@ async def test_a_slot_ends_by_itself_at_its_deadline() -> None:
     assert await live.acquire("b", "r", None, 90)
 
 
+async def test_a_slot_taken_again_after_its_release_keeps_its_new_deadline() -> None:
+    now = [1000.0]
+    live = MemoryLiveCalls(2, clock=lambda: now[0])
+    assert await live.acquire("a", "r", 1, 10)
+    await live.release("a", "r")
+    assert await live.acquire("a", "r", 1, 100)  # the same call id, a new slot
+    now[0] += 11  # past the first slot's deadline, not the second's
+    assert not await live.acquire("b", "r", 1, 100)  # "a" still holds the route's one slot
+    assert await live.acquire("c", "other", None, 100)
+    assert not await live.acquire("d", "other", None, 100)  # two slots in all
+    now[0] += 90
+    assert await live.acquire("b", "r", 1, 100)  # "a" and "c" have run out
+
+
 async def test_replicas_share_the_count_through_redis(redis_url: str) -> None:
     settings = records_settings(max_concurrent_calls=1, redis_url=redis_url)
     with respx.mock(base_url=API_URL) as mock:
