@@ -3,7 +3,12 @@
 # Kubernetes").
 
 # --- web: the /talk page's Ultravox client SDK, from the npm registry at the locked versions ---
-FROM node:20-bookworm-slim AS web
+# Debian's Node.js and npm on the same slim base as the other stages: one base image to pull.
+FROM python:3.12-slim AS web
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /web
 COPY web/package.json web/package-lock.json web/install-sdk.sh ./
 RUN ./install-sdk.sh /web/vendor
