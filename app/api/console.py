@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import SettingsDep
 from app.api.webhooks import PayloadTooLarge, read_body
+from app.client_address import client_key
 from app.console.access import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -21,7 +22,6 @@ from app.console.access import (
     secure_cookies,
     session_of,
 )
-from app.console.attempts import client_key
 from app.console.page import (
     PAGE_HEADERS,
     STATIC_FILES,

@@ -5,7 +5,6 @@ refills at one per FAILURE_REFILL_SECONDS; with the bucket empty every attempt, 
 is refused with 429 and Retry-After. The buckets live in this process: N replicas allow N times
 as many guesses, still hopeless against 16+ character tokens."""
 
-import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -15,21 +14,6 @@ FAILURE_REFILL_SECONDS = 60.0
 # Addresses remembered at most; past it, buckets that have refilled are forgotten first, then
 # the least recently failed.
 MAX_CLIENTS = 10_000
-
-
-def client_key(address: str | None) -> str:
-    """The address, or for IPv6 its /64 (one subscriber commonly holds a whole /64)."""
-    if address is None:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class SignInAttempts:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.calltypes import InboundCall
+from app.client_address import client_key
 from app.routing import AgentTarget, RoutingTable
 from app.routing.table import WebAccess
 from app.routing.web import WEB_PROVIDER
@@ -20,7 +21,7 @@ from app.ultravox import UltravoxClient, UltravoxError, UltravoxHTTPError
 from app.ultravox_request import build_call_body, create_call
 from app.web.ending import Ending, end_live_call, remember_live_call
 from app.web.errors import WebCallRefused
-from app.web.limits import Limits, client_key
+from app.web.limits import Limits
 from app.web.tokens import TokenRefused, verify_token
 
 logger = logging.getLogger("app.web")

@@ -8,7 +8,6 @@ kept in this process instead (counted in `bridge_store_errors_total{operation="w
 a replica then enforces the limits alone, never none."""
 
 import asyncio
-import ipaddress
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -20,22 +19,6 @@ T = TypeVar("T")
 
 # Above this many buckets, full ones (indistinguishable from absent) are dropped.
 MAX_IDLE_BUCKETS = 10_000
-
-
-def client_key(address: str | None) -> str:
-    """The rate-limit key of a client address: the address, or for IPv6 its /64, since one
-    subscriber commonly holds a whole /64."""
-    if address is None:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class Limits(ABC):

@@ -2,8 +2,9 @@
 
 import pytest
 
+from app.client_address import client_key
 from app.console import attempts
-from app.console.attempts import SignInAttempts, client_key
+from app.console.attempts import SignInAttempts
 
 
 class Clock:

@@ -6,7 +6,8 @@ import pytest
 import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
-from app.web.limits import MemoryLimits, RedisLimits, client_key
+from app.client_address import client_key
+from app.web.limits import MemoryLimits, RedisLimits
 from tests.redis_server import free_port
 
 
