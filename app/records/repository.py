@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.records.changes import (
     DUPLICATE,
@@ -23,7 +24,7 @@ from app.records.changes import (
     new_record_id,
     record_id_for,
 )
-from app.records.models import CallEvent, CallRecord, Delivery, utcnow
+from app.records.models import CallEvent, CallRecord, Delivery, as_dict, utcnow
 
 LIVE = "live"
 ENDED = "ended"
@@ -35,24 +36,80 @@ class BadCursor(ValueError):
     """A paging cursor this service did not write."""
 
 
-async def find(session: AsyncSession, change: CallChange) -> CallRecord | None:
-    """The record `change` is about, if it exists."""
-    if change.record_id is not None:
-        found = await session.get(CallRecord, change.record_id)
-        if found is not None:
-            return found
-    if change.ultravox_call_id:
-        query = select(CallRecord).where(CallRecord.ultravox_call_id == change.ultravox_call_id)
-        found = (await session.execute(query)).scalar_one_or_none()
-        if found is not None:
-            return found
-    if change.provider and change.provider_call_ids:
-        query = select(CallRecord).where(
-            CallRecord.provider == change.provider,
-            CallRecord.provider_call_id.in_(change.provider_call_ids),
-        )
-        return (await session.execute(query.limit(1))).scalar_one_or_none()
-    return None
+class _Known:
+    """The records a batch of changes is about, found by each key a change may name; records
+    the batch creates join them, so a later change in the batch finds them too."""
+
+    def __init__(self, records: Sequence[CallRecord]) -> None:
+        self.by_id: dict[str, CallRecord] = {}
+        self.by_ultravox: dict[str, CallRecord] = {}
+        self.by_provider: dict[tuple[str, str], CallRecord] = {}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: CallRecord) -> None:
+        self.by_id[record.id] = record
+        if record.ultravox_call_id:
+            self.by_ultravox[record.ultravox_call_id] = record
+        if record.provider_call_id:
+            self.by_provider[(record.provider, record.provider_call_id)] = record
+
+    def find(self, change: CallChange) -> CallRecord | None:
+        """The record `change` is about: by record id, then Ultravox call id, then provider
+        call id."""
+        if change.record_id is not None and change.record_id in self.by_id:
+            return self.by_id[change.record_id]
+        if change.ultravox_call_id and change.ultravox_call_id in self.by_ultravox:
+            return self.by_ultravox[change.ultravox_call_id]
+        if change.provider:
+            for provider_call_id in change.provider_call_ids:
+                found = self.by_provider.get((change.provider, provider_call_id))
+                if found is not None:
+                    return found
+        return None
+
+
+async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> _Known:
+    """Every existing record the changes name, in one query."""
+    ids = {change.record_id for change in changes if change.record_id is not None}
+    ultravox_ids = {change.ultravox_call_id for change in changes if change.ultravox_call_id}
+    by_provider: dict[str, set[str]] = {}
+    for change in changes:
+        if change.provider and change.provider_call_ids:
+            by_provider.setdefault(change.provider, set()).update(change.provider_call_ids)
+    conditions: list[ColumnElement[bool]] = []
+    if ids:
+        conditions.append(CallRecord.id.in_(ids))
+    if ultravox_ids:
+        conditions.append(CallRecord.ultravox_call_id.in_(ultravox_ids))
+    conditions += [
+        and_(CallRecord.provider == provider, CallRecord.provider_call_id.in_(call_ids))
+        for provider, call_ids in by_provider.items()
+    ]
+    if not conditions:
+        return _Known(())
+    found = (await session.execute(select(CallRecord).where(or_(*conditions)))).scalars().all()
+    return _Known(found)
+
+
+async def _timeline_keys(
+    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+) -> set[tuple[str, str]]:
+    """The (record id, key) pairs already on the timelines the changes add keyed entries to."""
+    keys = {c.timeline.key for c in changes if c.timeline is not None and c.timeline.key}
+    if not keys:
+        return set()
+    record_ids = set(known.by_id)
+    for change in changes:
+        if change.record_id is not None:
+            record_ids.add(change.record_id)
+        if change.provider and change.provider_call_ids:
+            record_ids.add(record_id_for(change.provider, change.provider_call_ids[0]))
+    query = select(CallEvent.call_id, CallEvent.key).where(
+        CallEvent.call_id.in_(record_ids), CallEvent.key.in_(keys)
+    )
+    rows = (await session.execute(query)).all()
+    return {(call_id, key) for call_id, key in rows if key is not None}
 
 
 def _new_record(change: CallChange, now: datetime) -> CallRecord:
@@ -76,42 +133,66 @@ def _new_record(change: CallChange, now: datetime) -> CallRecord:
 
 
 async def apply(
-    session: AsyncSession, change: CallChange, outbox_delay: float | None
-) -> Applied | None:
-    """Merge `change` into its record (made when `change.create` and none exists). When the
-    call ends now and `outbox_delay` is given, its summary is queued for delivery that many
-    seconds later (time for the provider's status and Ultravox's billing to arrive).
-    None: no such record, and the change does not create one."""
+    session: AsyncSession, changes: Sequence[CallChange], outbox_delay: float | None
+) -> list[Applied | None]:
+    """Merge each change into its record (made when `change.create` and none exists), in
+    order, with a fixed number of queries whatever the number of changes: the records and
+    timeline keys are read at once, the new rows go in one statement per table. When a call
+    ends now and `outbox_delay` is given, its summary is queued for delivery that many seconds
+    later (time for the provider's status and Ultravox's billing to arrive). An item is None
+    when its change names no record and creates none. A row another replica inserted first
+    fails the insert (IntegrityError): the caller applies the batch again, which then finds
+    it."""
     now = utcnow()
-    record = await find(session, change)
-    if record is None:
-        if not change.create:
-            return None
-        record = _new_record(change, now)
-        session.add(record)
-    _merge(record, change)
-    ended_now = False
-    if change.ends and record.state != ENDED:
-        record.state = ENDED
-        record.ended_at = change.at
-        record.ended_by = change.ended_by
-        ended_now = True
-        if outbox_delay is not None:
-            session.add(
-                Delivery(
-                    call_id=record.id,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now + timedelta(seconds=outbox_delay),
-                    created_at=now,
+    known = await _load(session, changes)
+    keys = await _timeline_keys(session, known, changes)
+    applied: list[Applied | None] = []
+    created: list[CallRecord] = []  # inserted at the end, with whatever later changes add
+    events: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    for change in changes:
+        record = known.find(change)
+        if record is None:
+            if not change.create:
+                applied.append(None)
+                continue
+            record = _new_record(change, now)
+            created.append(record)
+        _merge(record, change)
+        known.add(record)  # under the ids this change gave it, too
+        ended_now = False
+        if change.ends and record.state != ENDED:
+            record.state = ENDED
+            record.ended_at = change.at
+            record.ended_by = change.ended_by
+            ended_now = True
+            if outbox_delay is not None:
+                deliveries.append(
+                    {
+                        "call_id": record.id,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now + timedelta(seconds=outbox_delay),
+                        "created_at": now,
+                    }
                 )
-            )
-            record.delivery_status = "pending"
-    record.updated_at = now
-    await session.flush()  # a row another replica inserted first fails here, not at commit
-    if change.timeline is not None:
-        await add_timeline(session, record.id, change.timeline)
-    return Applied(record.id, record.route, ended_now)
+                record.delivery_status = "pending"
+        record.updated_at = now
+        entry = change.timeline
+        if entry is not None and (entry.key is None or (record.id, entry.key) not in keys):
+            if entry.key is not None:
+                keys.add((record.id, entry.key))
+            events.append(_event_row(record.id, entry))
+        applied.append(Applied(record.id, record.route, ended_now))
+    await session.flush()  # the records that were read and changed
+    # One executemany per table, records first: the timeline and outbox rows refer to them.
+    if created:
+        await session.execute(insert(CallRecord), [as_dict(record) for record in created])
+    if events:
+        await session.execute(insert(CallEvent), events)
+    if deliveries:
+        await session.execute(insert(Delivery), deliveries)
+    return applied
 
 
 def _merge(record: CallRecord, change: CallChange) -> None:
@@ -146,19 +227,21 @@ async def add_timeline(session: AsyncSession, record_id: str, entry: TimelineEnt
         )
         if (await session.execute(query)).first() is not None:
             return False
-    session.add(
-        CallEvent(
-            call_id=record_id,
-            at=entry.at,
-            source=entry.source,
-            kind=entry.kind,
-            key=entry.key,
-            detail=json.dumps(_bounded(entry.detail), separators=(",", ":"))
-            if entry.detail
-            else None,
-        )
-    )
+    session.add(CallEvent(**_event_row(record_id, entry)))
     return True
+
+
+def _event_row(record_id: str, entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "call_id": record_id,
+        "at": entry.at,
+        "source": entry.source,
+        "kind": entry.kind,
+        "key": entry.key,
+        "detail": json.dumps(_bounded(entry.detail), separators=(",", ":"))
+        if entry.detail
+        else None,
+    }
 
 
 def _bounded(detail: dict[str, Any]) -> dict[str, Any]:

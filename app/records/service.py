@@ -27,6 +27,9 @@ logger = logging.getLogger("app.records")
 
 QUEUE_SIZE = 10_000
 BATCH_SIZE = 200
+# How long the writer lets changes gather before it writes them: a batch costs about the same
+# few queries whatever its size, so under load one write stores many calls (docs/benchmarks.md).
+GATHER_SECONDS = 0.2
 # How long `apply_now` (events in) may wait for the database before the sender is told to retry.
 APPLY_TIMEOUT_SECONDS = 5.0
 UPKEEP_INTERVAL_SECONDS = 15.0
@@ -139,6 +142,8 @@ class CallRecords:
     async def _writer(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._queue.qsize() < BATCH_SIZE:
+                await asyncio.sleep(GATHER_SECONDS)
             while len(batch) < BATCH_SIZE and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -172,10 +177,7 @@ class CallRecords:
         for attempt in (1, 2):
             try:
                 async with self.sessions.begin() as session:
-                    return [
-                        await repository.apply(session, change, self.outbox_delay)
-                        for change in changes
-                    ]
+                    return await repository.apply(session, changes, self.outbox_delay)
             except IntegrityError:
                 if attempt == 2:
                     raise
