@@ -78,9 +78,10 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             configure_logging(config.log_level, mask_numbers=config.log_phone_numbers == "masked")
         store = build_store(config)
         adapters = build_adapters(config, store)
-        async with httpx.AsyncClient(transport=ultravox_transport()) as http:
+        transport = ultravox_transport()  # closed with the client
+        async with httpx.AsyncClient(transport=transport) as http:
             ultravox = UltravoxClient(
-                http,
+                transport,
                 api_url=config.ultravox_api_url,
                 api_key=config.ultravox_api_key.get_secret_value(),
                 deadline_seconds=config.ultravox_deadline_seconds,

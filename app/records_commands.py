@@ -85,9 +85,9 @@ def _register(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, Any]:
         # Ultravox's answers read no further than the service's own (app/http_transport.py).
-        async with httpx.AsyncClient(transport=CappedTransport(httpx.AsyncHTTPTransport())) as http:
+        async with CappedTransport(httpx.AsyncHTTPTransport()) as transport:
             ultravox = UltravoxClient(
-                http,
+                transport,
                 api_url=settings.ultravox_api_url,
                 api_key=settings.ultravox_api_key.get_secret_value(),
                 deadline_seconds=settings.ultravox_deadline_seconds,

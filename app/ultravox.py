@@ -6,18 +6,20 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from app import metrics
+from app.http_transport import ACCEPTED_ENCODINGS
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+SUCCESS = range(200, 300)
 # Errors raised before the request reached Ultravox, so a retry cannot create a second call.
 # A read timeout is not among them: Ultravox may have created the call already.
 RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -148,17 +150,22 @@ def _error_for(response: httpx.Response) -> UltravoxHTTPError:
 
 
 class UltravoxClient:
-    """Creates, reads and ends Ultravox calls over one shared `httpx.AsyncClient` (connection
-    reuse).
+    """Creates, reads and ends Ultravox calls, sending httpx requests through one shared
+    transport (connection reuse).
 
-    Every request but a deletion runs against a deadline that covers all attempts and waits;
-    retries back off exponentially with jitter, or by `Retry-After` when Ultravox gives one, and
-    stop early when the next attempt could not start before the deadline.
+    Requests go straight to the transport, not through an `httpx.AsyncClient`: the client's
+    layers (URL merging, cookies, auth and redirect flows) cost a webhook more CPU than the
+    request itself (docs/benchmarks.md), and Ultravox's API needs none of them.
+
+    Every request runs against a deadline that covers all its attempts and waits. Those that
+    retry (creating a call, reading its progress, hanging up) back off exponentially with
+    jitter, or by `Retry-After` when Ultravox gives one, and stop early when the next attempt
+    could not start before the deadline; the others make one attempt.
     """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         *,
         api_url: str,
         api_key: str,
@@ -167,9 +174,13 @@ class UltravoxClient:
         backoff_max: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._http = http
+        self._transport = transport
         self._api_url = api_url.rstrip("/")
-        self._headers = {"X-API-Key": api_key}
+        self._headers = {
+            "X-API-Key": api_key,
+            "Accept": "application/json",
+            "Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS),  # what the transport decodes
+        }
         self._deadline_seconds = deadline_seconds
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -191,29 +202,19 @@ class UltravoxClient:
         over."""
         body = {"type": "hang_up", "message": message}
         path = f"/calls/{quote(call_id, safe='')}/send_data_message"
-        await self._request("POST", path, body, ok=(200, 202, 204))
+        await self._call("POST", path, body, ok=(200, 202, 204), retry=True)
 
     async def call_progress(self, call_id: str) -> CallProgress:
         """Whether a call was joined and whether it has ended (`GET /calls/{call_id}`)."""
-        response = await self._request("GET", f"/calls/{quote(call_id, safe='')}", ok=(200,))
-        return _parse_progress(response)
+        path = f"/calls/{quote(call_id, safe='')}"
+        return _parse_progress(await self._call("GET", path, ok=(200,), retry=True))
 
     async def delete_call(self, call_id: str) -> None:
         """End and delete a call (`DELETE /calls/{call_id}`), such as one nobody will join.
 
         One attempt within the deadline: a call left behind still ends at its `joinTimeout`."""
-        try:
-            response = await self._http.delete(
-                f"{self._api_url}/calls/{call_id}",
-                headers=self._headers,
-                timeout=self._deadline_seconds,
-            )
-        except httpx.TimeoutException as exc:
-            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
-        if response.status_code not in (200, 202, 204):
-            raise _error_for(response)
+        path = f"/calls/{quote(call_id, safe='')}"
+        await self._call("DELETE", path, ok=(200, 202, 204), retry=False)
 
     async def request(
         self,
@@ -225,26 +226,12 @@ class UltravoxClient:
     ) -> Any:
         """One request to Ultravox's API that is not a call creation (reading a transcript,
         managing webhooks): one attempt within the deadline, the JSON answer or a typed error."""
-        try:
-            response = await self._http.request(
-                method,
-                self._api_url + path,
-                json=json,
-                params=params,
-                headers=self._headers,
-                timeout=self._deadline_seconds,
-            )
-        except httpx.TimeoutException as exc:
-            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
-        if not 200 <= response.status_code < 300:
-            raise _error_for(response)
+        response = await self._call(method, path, json, params=params, ok=SUCCESS, retry=False)
         if not response.content:
             return None
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
             raise UltravoxBadResponse("Ultravox answered with a body that is not JSON") from None
 
     async def call_messages(self, call_id: str, max_pages: int = 5) -> list[dict[str, Any]]:
@@ -267,59 +254,40 @@ class UltravoxClient:
         return messages
 
     async def _create(self, path: str, body: dict[str, Any]) -> UltravoxCall:
-        return _parse_call(await self._request("POST", path, body, ok=(200, 201)))
+        return _parse_call(await self._call("POST", path, body, ok=(200, 201), retry=True))
 
-    async def _request(
+    async def _call(
         self,
-        method: Literal["GET", "POST"],
+        method: str,
         path: str,
         body: dict[str, Any] | None = None,
         *,
-        ok: tuple[int, ...],
+        params: dict[str, str] | None = None,
+        ok: Container[int],
+        retry: bool,
     ) -> httpx.Response:
-        """The answer to `method path`, retried within the deadline while a retry can help; a
-        typed `UltravoxError` when no attempt got one of the `ok` statuses."""
+        """The answer to `method path`, read to the end within the deadline; with `retry`,
+        attempts are repeated while a retry can help. A typed `UltravoxError` when no attempt
+        got one of the `ok` statuses."""
         deadline = time.monotonic() + self._deadline_seconds
         try:
             async with asyncio.timeout(self._deadline_seconds):
-                return await self._send_with_retries(method, path, body, ok, deadline)
+                attempt = 0
+                while True:
+                    attempt += 1
+                    try:
+                        return await self._send(method, path, body, params, ok, deadline)
+                    except UltravoxError as exc:
+                        wait = self._next_wait(exc, attempt) if retry else None
+                        if wait is None or wait >= deadline - time.monotonic():
+                            raise
+                        self._log_retry(exc, attempt, wait)
+                        await self._sleep(wait)
         except TimeoutError:
             metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
             raise UltravoxTimeout(
                 f"no answer from Ultravox within {self._deadline_seconds:g}s"
             ) from None
-
-    async def _send_with_retries(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        ok: tuple[int, ...],
-        deadline: float,
-    ) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._send_once(method, path, body, ok, deadline)
-            except UltravoxError as exc:
-                wait = self._next_wait(exc, attempt)
-                remaining = deadline - time.monotonic()
-                if wait is None or wait >= remaining:
-                    raise
-                logger.warning(
-                    "ultravox.retry",
-                    extra={
-                        "fields": {
-                            "attempt": attempt,
-                            "status": exc.status_code,
-                            "error": type(exc).__name__,
-                            "wait_s": round(wait, 3),
-                        }
-                    },
-                )
-                metrics.ULTRAVOX_RETRIES.inc()
-                await self._sleep(wait)
 
     def _next_wait(self, exc: UltravoxError, attempt: int) -> float | None:
         if not exc.retryable:
@@ -329,20 +297,47 @@ class UltravoxClient:
         backoff = min(self._backoff_max, self._backoff_base * 2.0 ** (attempt - 1))
         return backoff * (0.5 + random.random() / 2)
 
-    async def _send_once(
+    @staticmethod
+    def _log_retry(exc: UltravoxError, attempt: int, wait: float) -> None:
+        logger.warning(
+            "ultravox.retry",
+            extra={
+                "fields": {
+                    "attempt": attempt,
+                    "status": exc.status_code,
+                    "error": type(exc).__name__,
+                    "wait_s": round(wait, 3),
+                }
+            },
+        )
+        metrics.ULTRAVOX_RETRIES.inc()
+
+    async def _send(
         self,
         method: str,
         path: str,
         body: dict[str, Any] | None,
-        ok: tuple[int, ...],
+        params: dict[str, str] | None,
+        ok: Container[int],
         deadline: float,
     ) -> httpx.Response:
+        """One attempt: the answer read to the end, or the `UltravoxError` that says why not."""
         timeout = max(0.001, deadline - time.monotonic())
+        request = httpx.Request(
+            method,
+            self._api_url + path,
+            params=params,
+            headers=self._headers,
+            json=body,
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )
         with metrics.ULTRAVOX_REQUEST_SECONDS.time():
             try:
-                response = await self._http.request(
-                    method, self._api_url + path, json=body, headers=self._headers, timeout=timeout
-                )
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             except RETRYABLE_TRANSPORT_ERRORS as exc:
                 metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
                 raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
@@ -352,6 +347,7 @@ class UltravoxClient:
             except httpx.HTTPError as exc:
                 metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
                 raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        response.request = request
         metrics.ULTRAVOX_RESPONSES.labels(status=str(response.status_code)).inc()
         if response.status_code not in ok:
             raise _error_for(response)

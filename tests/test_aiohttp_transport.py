@@ -291,9 +291,9 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
     until the deadline; broken after sending -> one attempt, the call may exist."""
     async with loopback(serving(b"")) as (_, base):
         pass
-    async with client() as http:
+    async with AiohttpTransport(LIMITS) as transport:
         ultravox = UltravoxClient(
-            http, api_url=f"{base}/api", api_key="k", deadline_seconds=0.3, backoff_base=0.01
+            transport, api_url=f"{base}/api", api_key="k", deadline_seconds=0.3, backoff_base=0.01
         )
         with pytest.raises(UltravoxConnectionError):
             await ultravox.create_call({})
@@ -301,8 +301,8 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
 
-    async with loopback(hang_up) as (server, base), client() as http:
-        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
+    async with loopback(hang_up) as (server, base), AiohttpTransport(LIMITS) as transport:
+        ultravox = UltravoxClient(transport, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
         with pytest.raises(UltravoxTransportError):
             await ultravox.create_call({})
     assert server.connections == 1
@@ -310,8 +310,10 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
 
 async def test_the_ultravox_client_creates_a_call_through_it() -> None:
     raw = answer("201 Created", b'{"callId": "c1", "joinUrl": "wss://j"}')
-    async with loopback(serving(raw)) as (_, base), client() as http:
-        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k-1", deadline_seconds=2)
+    async with loopback(serving(raw)) as (_, base), AiohttpTransport(LIMITS) as transport:
+        ultravox = UltravoxClient(
+            transport, api_url=f"{base}/api", api_key="k-1", deadline_seconds=2
+        )
         call = await ultravox.create_call({"systemPrompt": "hi"})
 
     assert (call.call_id, call.join_url) == ("c1", "wss://j")
@@ -430,8 +432,8 @@ async def test_an_answer_in_an_encoding_not_asked_for_is_a_decoding_error() -> N
 async def test_the_ultravox_client_takes_a_compressed_flood_as_a_failed_request() -> None:
     """Sent, so never retried (the call may exist): the bridge answers with the fallback."""
     raw = answer("201 Created", bomb(), "Content-Encoding: gzip")
-    async with loopback(serving(raw)) as (server, base), service_client() as http:
-        ultravox = UltravoxClient(http, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
+    async with loopback(serving(raw)) as (server, base), ultravox_transport() as transport:
+        ultravox = UltravoxClient(transport, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
         with pytest.raises(UltravoxTransportError, match="is over 1048576 bytes"):
             await ultravox.create_call({})
     assert len(SEEN) == 1

@@ -44,7 +44,7 @@ def api() -> respx.MockRouter:
 
 async def make_client(sleeps: Sleeps, deadline: float = 8.0) -> UltravoxClient:
     return UltravoxClient(
-        httpx.AsyncClient(),
+        httpx.AsyncHTTPTransport(),
         api_url=API_URL,
         api_key="k",
         deadline_seconds=deadline,
