@@ -4,6 +4,8 @@ migrations match the models."""
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +14,20 @@ import httpx
 import pytest
 import respx
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, select, update
 
 from app.records.changes import CallChange
-from app.records.database import create_engine, upgrade
+from app.records.database import (
+    HEAD_REVISION,
+    MIGRATIONS,
+    create_engine,
+    current_revision,
+    upgrade,
+)
 from app.records.limits import MemoryLiveCalls
 from app.records.models import Base, CallRecord, utcnow
 from app.records.outbox import retry_delay
@@ -199,6 +209,39 @@ async def test_the_migrations_build_exactly_the_models_tables(database_url: str)
     finally:
         await engine.dispose()
     assert differences == []
+
+
+def test_the_head_revision_the_service_checks_is_the_newest_migration() -> None:
+    """The start-up skips Alembic when the database is at HEAD_REVISION: a new migration
+    must move it, or start-ups would never apply the migration."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+
+
+def test_a_database_at_the_head_starts_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/calls.db"
+
+    async def migrate() -> str | None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)  # a new database: Alembic makes the schema
+            async with engine.connect() as connection:
+                return await connection.run_sync(current_revision)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(migrate()) == HEAD_REVISION
+    code = (
+        "import asyncio, sys\n"
+        "from app.records.database import create_engine, upgrade\n"
+        f"engine = create_engine({url!r})\n"
+        "asyncio.run(upgrade(engine))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
