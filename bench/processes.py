@@ -108,6 +108,22 @@ def cpu_wait_seconds(pid: int) -> float:
     return waited / 1e9
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the whole machine so far (/proc/stat). Steal is time the
+    hypervisor gave this virtual machine's CPUs to someone else: on a cloud VM it makes every
+    process here slower at once, which no per-process figure shows."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[7], sum(fields[:8])
+    return 0, 0
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time stolen between two `machine_ticks()` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def pin(cpus: set[int] | None) -> None:
     if cpus:
         os.sched_setaffinity(0, cpus)

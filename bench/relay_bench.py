@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import websockets
+from processes import machine_ticks, steal_share
 from prometheus_client.parser import text_string_to_metric_families
 
 FRAME = 640  # 20 ms at 16 kHz, s16le
@@ -248,8 +249,10 @@ async def run_level(
         await asyncio.sleep(warmup)
         metrics_start = scrape(app_port)
         cpu_start, wall_start = proc_cpu_seconds(app_pid), time.monotonic()
+        ticks = machine_ticks()
         await asyncio.sleep(duration)
         cpu_used, wall = proc_cpu_seconds(app_pid) - cpu_start, time.monotonic() - wall_start
+        stolen = steal_share(ticks, machine_ticks())
         metrics_end = scrape(app_port)
         rss_during = proc_rss_bytes(app_pid)
         stop.set()
@@ -291,6 +294,7 @@ async def run_level(
         "p50_ms": percentile(errors, 0.50) if errors else float("nan"),
         "p99_ms": percentile(errors, 0.99) if errors else float("nan"),
         "max_ms": max(errors) if errors else float("nan"),
+        "steal_percent": 100 * stolen,
     }
 
 
@@ -412,15 +416,16 @@ async def main() -> None:
     print()
     print("| calls | failed | service CPU (% of one core) | CPU per call | memory per call |"
           " frames/s per call sent | lateness at send p50 | p99 | frames/s per call received |"
-          " error at receiver p50 | p99 | max |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          " error at receiver p50 | p99 | max | steal |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['calls']} | {r['failed']} | {r['cpu_percent']:.1f}% | "
             f"{r['cpu_percent_per_call']:.2f}% | {r['rss_mib_per_call'] * 1024:.0f} KiB | "
             f"{r['service_frames_per_call_per_s']:.1f} | {r['lateness_p50_ms']:.2f} ms | "
             f"{r['lateness_p99_ms']:.2f} ms | {r['frames_per_call_per_s']:.1f} | "
-            f"{r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms |"
+            f"{r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms | "
+            f"{r['steal_percent']:.1f}% |"
         )
 
 

@@ -41,10 +41,12 @@ from processes import (
     cpu_wait_seconds,
     free_port,
     http_get,
+    machine_ticks,
     pin,
     rss_mb,
     service_command,
     started,
+    steal_share,
     wait_for_port,
     wait_ready,
 )
@@ -100,6 +102,7 @@ class Run:
     ultravox_connections: int
     cpu_seconds: float
     cpu_wait_seconds: float
+    steal: float = 0.0
 
     @property
     def cpu_ms_per_webhook(self) -> float:
@@ -164,7 +167,9 @@ def measure_run(
     webhooks = twilio_webhooks(server.port, count)
     before = json.loads(http_get(standin, "/_stats")[1])
     cpu_before, wait_before = cpu_seconds(server.pid), cpu_wait_seconds(server.pid)
+    ticks = machine_ticks()
     result = load(server.port, webhooks, concurrency, answered, seconds, ramp)
+    stolen = steal_share(ticks, machine_ticks())
     cpu_used = cpu_seconds(server.pid) - cpu_before
     cpu_waited = cpu_wait_seconds(server.pid) - wait_before
     after = json.loads(http_get(standin, "/_stats")[1])
@@ -174,6 +179,7 @@ def measure_run(
         after["connections"] - before["connections"],
         cpu_used,
         cpu_waited,
+        stolen,
     )
 
 
@@ -246,8 +252,10 @@ def pair_rows(pairs: list[Pair]) -> list[str]:
     rows = [
         "| Server | Stand-in delay | Concurrency | Stand-in alone p50 / p99 "
         "| Through the server p50 / p99 | Added p50 / p99 | Webhooks/s | CPU per webhook "
-        "| Waited for a CPU per webhook | Errors | Calls created | Connections to the stand-in |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Waited for a CPU per webhook | Steal | Errors | Calls created "
+        "| Connections to the stand-in |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for pair in pairs:
         direct = pair.direct
@@ -260,7 +268,7 @@ def pair_rows(pairs: list[Pair]) -> list[str]:
                 f"| {through.percentile_ms(0.5):.2f} / {through.percentile_ms(0.99):.2f} ms "
                 f"| {pair.added_ms(0.5, name):.2f} / {pair.added_ms(0.99, name):.2f} ms "
                 f"| {through.throughput:.0f} | {run.cpu_ms_per_webhook:.2f} ms "
-                f"| {run.cpu_wait_ms_per_webhook:.2f} ms | {errors} "
+                f"| {run.cpu_wait_ms_per_webhook:.2f} ms | {100 * run.steal:.1f}% | {errors} "
                 f"| {run.calls_created} / {through.completed} | {run.ultravox_connections} |"
             )
     return rows
