@@ -7,9 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+import aiohttp
 
 from app.relay import metrics
 from app.relay.audio import FRAME_SECONDS, FrameQueue
@@ -24,6 +22,9 @@ ULTRAVOX_OPEN_TIMEOUT_SECONDS = 10.0
 ULTRAVOX_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Past its queued audio, how long the caller may take to hear the agent's last words.
 DRAIN_MARGIN_SECONDS = 1.0
+# A ping this often finds a connection to Ultravox that died without a close; one without a
+# pong within half of it ends the call.
+KEEPALIVE_SECONDS = 20.0
 
 
 def digit_message(digit: str) -> dict[str, Any]:
@@ -91,25 +92,29 @@ class Relay:
         return ended_by
 
     async def _run(self) -> str:
-        try:
-            ultravox = await websockets.connect(
-                self.join_url,
-                open_timeout=self.open_timeout,
-                max_size=ULTRAVOX_MAX_MESSAGE_BYTES,
-                compression=None,  # PCM barely compresses; deflate would only cost CPU
-            )
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            logger.warning(
-                "relay.ultravox_unreachable",
-                extra={"fields": {**self.ids.fields(), "reason": repr(exc)[:300]}},
-            )
-            await self.platform.hang_up()
-            return "error"
-        logger.info("relay.started", extra={"fields": self.ids.fields()})
-        async with ultravox:
-            return await self._relay(ultravox)
+        # aiohttp's WebSocket client: it sends a caller's frame for about a third of the CPU
+        # the websockets library took (docs/benchmarks-relay.md).
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            try:
+                async with asyncio.timeout(self.open_timeout):
+                    ultravox = await session.ws_connect(
+                        self.join_url,
+                        max_msg_size=ULTRAVOX_MAX_MESSAGE_BYTES,
+                        compress=0,  # PCM barely compresses; deflate would only cost CPU
+                        heartbeat=KEEPALIVE_SECONDS,
+                    )
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                logger.warning(
+                    "relay.ultravox_unreachable",
+                    extra={"fields": {**self.ids.fields(), "reason": repr(exc)[:300]}},
+                )
+                await self.platform.hang_up()
+                return "error"
+            logger.info("relay.started", extra={"fields": self.ids.fields()})
+            async with ultravox:
+                return await self._relay(ultravox)
 
-    async def _relay(self, ultravox: ClientConnection) -> str:
+    async def _relay(self, ultravox: aiohttp.ClientWebSocketResponse) -> str:
         caller = asyncio.create_task(self._caller_to_agent(ultravox))
         agent = asyncio.create_task(self._agent_to_queue(ultravox))
         player = asyncio.create_task(self._player().run())
@@ -128,7 +133,7 @@ class Relay:
             for task in (caller, agent, player):
                 task.cancel()
             for task in (caller, agent, player):
-                with contextlib.suppress(asyncio.CancelledError, PlatformClosed, ConnectionClosed):
+                with contextlib.suppress(asyncio.CancelledError, PlatformClosed, ConnectionError):
                     await task
 
     def _player(self) -> PacedSender | FlowSender:
@@ -153,33 +158,34 @@ class Relay:
         await self.platform.send_audio(audio)
         self._to_platform.inc()
 
-    async def _caller_to_agent(self, ultravox: ClientConnection) -> None:
+    async def _caller_to_agent(self, ultravox: aiohttp.ClientWebSocketResponse) -> None:
         try:
             while True:
                 event = await self.platform.receive()
                 if isinstance(event, CallerAudio):
-                    await ultravox.send(event.audio)
+                    await ultravox.send_bytes(event.audio)
                     self._to_ultravox.inc()
                 elif isinstance(event, Digit):
-                    await ultravox.send(json.dumps(digit_message(event.digit)))
+                    await ultravox.send_str(json.dumps(digit_message(event.digit)))
                     logger.debug(
                         "relay.digit", extra={"fields": {**self.ids.fields(), "digit": event.digit}}
                     )
         except PlatformClosed:
             return
-        except ConnectionClosed:
+        except ConnectionError:  # aiohttp's "cannot write to closing transport"
             # Ultravox is gone; the agent task sees it too and ends the platform's call.
             await asyncio.Event().wait()
 
-    async def _agent_to_queue(self, ultravox: ClientConnection) -> None:
-        try:
-            async for message in ultravox:
-                if isinstance(message, bytes):
-                    self.queue.push(message)
-                else:
-                    await self._on_data_message(message)
-        except ConnectionClosed:
-            return
+    async def _agent_to_queue(self, ultravox: aiohttp.ClientWebSocketResponse) -> None:
+        """Until Ultravox closes the socket (the iteration ends) or breaks it (an ERROR
+        message: a message over the size limit, a protocol error, a missed pong)."""
+        async for message in ultravox:
+            if message.type is aiohttp.WSMsgType.BINARY:
+                self.queue.push(message.data)
+            elif message.type is aiohttp.WSMsgType.TEXT:
+                await self._on_data_message(message.data)
+            else:
+                return
 
     async def _on_data_message(self, text: str) -> None:
         try:
