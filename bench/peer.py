@@ -1,21 +1,30 @@
-"""The benchmark's peer: `bench/peers/quickstart.js`, a server of the shape of Ultravox's Node
-quickstart for Twilio (express, Node's `http` to Ultravox, TwiML from the `twilio` package, no
-signature check), run beside the service against the same stand-in and the same webhooks."""
+"""The benchmark's peer, run beside the service against the same stand-in and the same webhooks:
+by default `bench/peers/quickstart.js`, a server of the shape of Ultravox's Node quickstart for
+Twilio (express, Node's `http` to Ultravox, TwiML from the `twilio` package, no signature
+check); with `--peer floor`, `bench/peers/floor.py`, the floor of a Python server (a bare ASGI
+callable under uvicorn: the signature check, one aiohttp request, TwiML as a string)."""
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from processes import HOST
-from webhooks import ULTRAVOX_KEY
+from webhooks import TWILIO_TOKEN, ULTRAVOX_KEY
 
 PEER_DIR = Path(__file__).resolve().parent / "peers"
 
 
-def peer_command() -> tuple[list[str] | None, str]:
-    """The command that starts the peer, installing its packages first (`npm ci`, from
-    package-lock.json) when they are missing or older than the lock file; or None and why not."""
+def peer_command(kind: str = "quickstart") -> tuple[list[str] | None, str]:
+    """The command that starts the peer, installing the Node peer's packages first (`npm ci`,
+    from package-lock.json) when they are missing or older than the lock file; or None and why
+    not."""
+    if kind == "floor":
+        return [
+            sys.executable,
+            str(PEER_DIR / "floor.py"),
+        ], "the Python floor (bench/peers/floor.py)"
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         return None, "node and npm are not installed"
@@ -33,7 +42,8 @@ def peer_command() -> tuple[list[str] | None, str]:
         if done.returncode != 0:
             return None, f"`npm ci` in bench/peers failed: {done.stderr.decode()[-300:]}"
     version = subprocess.run([node, "--version"], capture_output=True, check=False)
-    return [node, str(PEER_DIR / "quickstart.js")], f"Node {version.stdout.decode().strip()}"
+    note = f"bench/peers/quickstart.js (no signature check), Node {version.stdout.decode().strip()}"
+    return [node, str(PEER_DIR / "quickstart.js")], note
 
 
 def peer_env(port: int, standin_port: int) -> dict[str, str]:
@@ -43,6 +53,7 @@ def peer_env(port: int, standin_port: int) -> dict[str, str]:
         PORT=str(port),
         ULTRAVOX_API_URL=f"http://{HOST}:{standin_port}/api",
         ULTRAVOX_API_KEY=ULTRAVOX_KEY,
+        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         NODE_ENV="production",
     )
     return env

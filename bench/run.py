@@ -330,7 +330,7 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
         f"{'Redis' if args.redis else 'in memory'}, Twilio signatures verified, INFO logs to a "
         f"file; `app` from {args.source or 'this tree'}; {layout.describe()}"
     )
-    out.append(f"- Peer (bench/peers/quickstart.js, no signature check): {results.peer}")
+    out.append(f"- Peer: {results.peer}")
     out.append(
         f"- Each row: {args.requests} distinct requests, after "
         f"{min(args.requests, 4 * args.concurrency)} warm-up requests; run time "
@@ -338,7 +338,7 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
     )
     out += ["", *pair_rows([*pairs, results.one_connection])]
     if "peer" in results.one_connection.runs:
-        out += ["", "### Side by side with the Node quickstart's shape", ""]
+        out += ["", f"### Side by side with the peer ({args.peer})", ""]
         out += side_by_side(results)
     latency = max(pairs, key=lambda pair: pair.delay_ms)
     fastest = min(pairs, key=lambda pair: pair.delay_ms)
@@ -410,8 +410,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run the service's `app` from this directory, e.g. an older commit's "
         "(`git archive COMMIT app | tar -x -C DIR`), for before/after comparisons",
     )
+    parser.add_argument("--no-peer", action="store_true", help="do not run a peer (bench/peers/)")
     parser.add_argument(
-        "--no-peer", action="store_true", help="do not run the Node peer (bench/peers/)"
+        "--peer",
+        choices=("quickstart", "floor"),
+        default="quickstart",
+        help="the Node quickstart's shape (default), or the floor of a Python server",
     )
     parser.add_argument(
         "--profile",
@@ -455,7 +459,7 @@ def main(argv: list[str]) -> int:
     load_before = load_average()
     began = time.perf_counter()
     command = service_command()
-    peer_cmd, peer_note = (None, "not run (--no-peer)") if args.no_peer else peer_command()
+    peer_cmd, peer_note = (None, "not run (--no-peer)") if args.no_peer else peer_command(args.peer)
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bridge-b-") as tmp:
         # The service runs in an empty directory, so no `.env` of the developer's is read.
         cwd = Path(tmp)
