@@ -1,6 +1,7 @@
 """What one Ultravox request costs the service's CPU with each HTTP client it could use: httpx
-with its own transport (one connection pool), httpx through the service's AiohttpTransport, and
-aiohttp alone (the floor for the last). Each sends the same call-creation
+with its own transport (one connection pool), httpx's AsyncClient over the service's
+AiohttpTransport, the service's own client (httpx requests sent straight to that transport),
+and aiohttp alone (the floor for the last). Each sends the same call-creation
 requests to the local stand-in at the same concurrency; CPU time is this process's own.
 
 Usage: python bench/client_cost.py [--concurrency 50] [--requests 3000] [--delay-ms 20]
@@ -21,6 +22,8 @@ import uvloop
 from processes import HOST, free_port, wait_for_port
 
 from app.aiohttp_transport import AiohttpTransport
+from app.http_transport import CappedTransport
+from app.ultravox import UltravoxClient
 
 BODY = {
     "systemPrompt": "You are a friendly voice assistant answering a phone call.",
@@ -66,6 +69,19 @@ async def compare(url: str, requests: int, concurrency: int) -> list[tuple[str, 
                 (await client.post(url, json=BODY, headers=headers)).json()
 
             rows.append((name, await measure(post_httpx, requests, concurrency)))
+    async with CappedTransport(AiohttpTransport(LIMITS)) as service_transport:
+        ultravox = UltravoxClient(
+            service_transport,
+            api_url=url.removesuffix("/calls"),
+            api_key=headers["X-API-Key"],
+            deadline_seconds=10,
+        )
+
+        async def post_direct() -> None:
+            await ultravox.create_call(BODY)
+
+        name = "UltravoxClient: httpx requests straight to the service's transport"
+        rows.append((name, await measure(post_direct, requests, concurrency)))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
 
         async def post_aiohttp() -> None:
