@@ -111,7 +111,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
             app.state.draining = False
             app.state.live_relays = 0
             app.state.outbound = OutboundCalls.from_settings(config)
-            app.state.web_calls = WebCalls(config, build_web_limits(config))
+            app.state.web_calls = WebCalls(config, build_web_limits(config), lifecycle)
             _log_startup(config, app.state.bridge)
             freeze_startup_objects()
             try:

@@ -20,7 +20,12 @@ from app.records.changes import CallChange
 from app.records.service import RecordsUnavailable
 from app.records.signing import BadSignature, verify
 from app.records.sources import NotAnEvent, ultravox_event
+from app.routing.web import WEB_PROVIDER
 from app.settings import ServiceSettings
+
+# The calls this service creates name one of these in their metadata: the phone providers' and
+# the web pages' (an event may reach the records before the call's own record is written).
+KNOWN_PROVIDERS = frozenset({*PROVIDER_NAMES, WEB_PROVIDER})
 
 router = APIRouter(tags=["records"])
 logger = logging.getLogger("app.records")
@@ -59,7 +64,7 @@ async def _verified_event(request: Request, settings: ServiceSettings) -> tuple[
     except BadSignature as exc:
         raise SignatureError(f"Ultravox webhook refused: {exc}") from None
     try:
-        return ultravox_event(json.loads(body), PROVIDER_NAMES)
+        return ultravox_event(json.loads(body), KNOWN_PROVIDERS)
     except (NotAnEvent, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedWebhook(f"not an Ultravox call event: {str(exc)[:200]}") from None
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.providers import PROVIDER_NAMES
 from app.records.changes import OUTCOMES
+from app.routing.web import WEB_PROVIDER
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/console/static/"
@@ -129,7 +130,7 @@ def _options(values: list[str]) -> str:
 
 
 def calls_page(csrf_token: str) -> str:
-    providers = sorted(PROVIDER_NAMES)
+    providers = sorted({*PROVIDER_NAMES, WEB_PROVIDER})
     return _document(
         "Calls",
         f"""<header class="bar">

@@ -13,9 +13,11 @@ from app.records import metrics
 from app.records.changes import (
     ANSWERED,
     DUPLICATE,
+    FAILED,
     LATE_REPEAT,
     CallChange,
     TimelineEntry,
+    new_record_id,
     record_id_for,
 )
 from app.records.service import CallRecords
@@ -147,5 +149,64 @@ class CallLifecycle:
                 ends=True,
                 ended_by="relay",
                 timeline=TimelineEntry(now, "relay", "relay.ended", {"endedBy": ended_by}),
+            )
+        )
+
+    def web_call_started(
+        self, provider: str, call_id: str, ultravox_call_id: str, route: str, lifetime: float
+    ) -> None:
+        """A web page's call was created (`provider` is the web's name, `call_id` the id in
+        the call's metadata): recorded like an answered phone call without numbers."""
+        now = time.time()
+        self.records.record(
+            CallChange(
+                at=_when(now),
+                record_id=record_id_for(provider, call_id),
+                ultravox_call_id=ultravox_call_id,
+                provider=provider,
+                provider_call_ids=(call_id,),
+                create=True,
+                direction="inbound",
+                outcome=ANSWERED,
+                fields={
+                    "route": route,
+                    "answered_at": _when(now),
+                    "expires_at": _when(now + lifetime + END_REPORT_GRACE_SECONDS),
+                },
+                timeline=TimelineEntry(_when(now), "bridge", "web.answered", {"route": route}),
+            )
+        )
+
+    def web_call_failed(self, provider: str, route: str, reason: str) -> None:
+        """Ultravox did not create a web page's call: a record that ends as it begins."""
+        now = _when(time.time())
+        self.records.record(
+            CallChange(
+                at=now,
+                record_id=new_record_id(),
+                provider=provider,
+                create=True,
+                direction="inbound",
+                outcome=FAILED,
+                fields={"route": route},
+                ends=True,
+                ended_by="bridge",
+                timeline=TimelineEntry(
+                    now, "bridge", "web.failed", {"route": route, "reason": reason}
+                ),
+            )
+        )
+
+    def web_call_ended(self, ultravox_call_id: str, how: str) -> None:
+        """The page that started a web call ended it (`how`: hung_up, deleted_unjoined), or
+        found it over already (was_over: Ultravox's own report ends the record)."""
+        now = _when(time.time())
+        self.records.record(
+            CallChange(
+                at=now,
+                ultravox_call_id=ultravox_call_id,
+                ends=how != "was_over",
+                ended_by="page",
+                timeline=TimelineEntry(now, "page", "web.ended", {"how": how}, key="web.ended"),
             )
         )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.calltypes import InboundCall
 from app.client_address import client_key
+from app.records.lifecycle import CallLifecycle
 from app.routing import AgentTarget, RoutingTable
 from app.routing.table import WebAccess
 from app.routing.web import WEB_PROVIDER
@@ -70,16 +71,23 @@ def web_max_duration(access: WebAccess, settings: ServiceSettings) -> str:
     return settings.web_max_duration
 
 
+def new_web_call_id() -> str:
+    """The id a web call has in its metadata (`providerCallId`) and its record."""
+    return f"web-{uuid.uuid4()}"
+
+
 def web_call_body(
     access: WebAccess,
     route_name: str,
     context: dict[str, str],
     max_duration: str,
     subject: str | None = None,
+    call_id: str | None = None,
 ) -> dict[str, Any]:
     """The Ultravox request of one web call of a route: the phone call's body with the WebRTC
     medium, without phone numbers, with the page's context and the web maxDuration."""
-    call = InboundCall(WEB_PROVIDER, f"web-{uuid.uuid4()}", from_number="", to_number="")
+    call_id = call_id or new_web_call_id()
+    call = InboundCall(WEB_PROVIDER, call_id, from_number="", to_number="")
     body = build_call_body(access.target, call, WEB_MEDIUM)
     values = {"provider": WEB_PROVIDER, **dict.fromkeys(access.context_fields, ""), **context}
     body.update({key: template.fill(values) for key, template in access.templated.items()})
@@ -101,9 +109,12 @@ def web_call_body(
 class WebCalls:
     """Starts web calls within the limits the settings set."""
 
-    def __init__(self, settings: ServiceSettings, limits: Limits) -> None:
+    def __init__(
+        self, settings: ServiceSettings, limits: Limits, lifecycle: CallLifecycle | None = None
+    ) -> None:
         self.settings = settings
         self.limits = limits
+        self.lifecycle = lifecycle  # the call records
 
     async def start(
         self,
@@ -184,11 +195,14 @@ class WebCalls:
         ):
             await self.limits.release_slot(LIVE_CALLS_KEY, slot)
             raise WebCallRefused(403, "forbidden_token", "the web call token was already used")
-        body = web_call_body(access, route.name, request.context, max_duration, subject)
+        call_id = new_web_call_id()
+        body = web_call_body(access, route.name, request.context, max_duration, subject, call_id)
         try:
             created = await create_call(ultravox, access.target, body)
         except UltravoxError as exc:
             await self.limits.release_slot(LIVE_CALLS_KEY, slot)
+            if self.lifecycle is not None:
+                self.lifecycle.web_call_failed(WEB_PROVIDER, route.name, type(exc).__name__)
             logger.warning(
                 "web.ultravox_failed",
                 extra={
@@ -206,9 +220,16 @@ class WebCalls:
                 ) from exc
             raise WebCallRefused(502, "ultravox_failed", "the agent could not be reached") from exc
         end_secret = await remember_live_call(self.limits, created.call_id, slot, holding)
+        if self.lifecycle is not None:
+            self.lifecycle.web_call_started(
+                WEB_PROVIDER, call_id, created.call_id, route.name, holding
+            )
         return WebCall(created.call_id, created.join_url, route.name, max_duration, end_secret)
 
     async def end(self, ultravox: UltravoxClient, call_id: str, end_secret: str) -> Ending | None:
         """End a web call for the page that started it, freeing its slot at once: how this
         request ended it, None when it had been ended already (`WebCallEndRefused`)."""
-        return await end_live_call(self.limits, ultravox, LIVE_CALLS_KEY, call_id, end_secret)
+        ending = await end_live_call(self.limits, ultravox, LIVE_CALLS_KEY, call_id, end_secret)
+        if ending is not None and self.lifecycle is not None:
+            self.lifecycle.web_call_ended(call_id, ending)
+        return ending

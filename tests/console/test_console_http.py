@@ -11,6 +11,7 @@ import pytest
 from app.config import Settings
 from app.console.sessions import Sessions
 from app.main import create_app
+from app.providers import PROVIDER_NAMES
 from tests.conftest import BASE_URL, running_app
 from tests.console.conftest import (
     FORM,
@@ -78,6 +79,19 @@ async def test_sign_in_sets_a_strict_http_only_session_cookie_that_opens_page_an
     calls = await client.get("/api/calls", headers=session(value))
     assert calls.status_code == 200 and calls.json() == {"calls": [], "nextCursor": None}
     assert (await client.get("/api/calls/changes", headers=session(value))).status_code == 200
+
+
+async def test_the_provider_filter_offers_every_provider_and_web_calls(
+    client: httpx.AsyncClient,
+) -> None:
+    value = cookie_value(
+        set_cookies(await post_sign_in(client, await open_form(client)))["bridge_console"]
+    )
+    client.cookies.clear()
+    page = (await client.get("/console", headers=session(value))).text
+    select = page.split('<select name="provider">', 1)[1].split("</select>", 1)[0]
+    offered = [part.split('"', 1)[0] for part in select.split('<option value="')[1:]]
+    assert offered == ["", *sorted({*PROVIDER_NAMES, "web"})]
 
 
 async def test_session_cookie_does_not_open_outbound_calling(client: httpx.AsyncClient) -> None:
