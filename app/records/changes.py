@@ -25,6 +25,11 @@ OUTCOMES = (ANSWERED, DUPLICATE, FALLBACK, REJECTED, REFUSED_OVER_LIMIT, FAILED,
 # timeline and changes nothing else: the call it repeats goes on.
 LATE_REPEAT = "late_repeat"
 
+# The timeline entry of a transfer to a person starting (app/transfer/steps.py writes
+# `transfer.<outcome>`). From then on the phone call outlives the agent's Ultravox call: only the
+# provider's end report (or the deadline) ends the call's record.
+TRANSFER_STARTED = "transfer.started"
+
 # Fields kept once set: the first report wins, later ones cannot rewrite history.
 FIRST_WINS = frozenset(
     {

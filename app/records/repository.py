@@ -18,6 +18,7 @@ from app.records.changes import (
     FIRST_WINS,
     LATEST_WINS,
     PENDING,
+    TRANSFER_STARTED,
     Applied,
     CallChange,
     TimelineEntry,
@@ -28,6 +29,7 @@ from app.records.models import CallEvent, CallRecord, Delivery, as_dict, utcnow
 
 LIVE = "live"
 ENDED = "ended"
+ULTRAVOX = "ultravox"  # `ended_by` of Ultravox's own end reports
 # Text longer than this in a timeline entry's detail is cut: the timeline is for reading.
 DETAIL_TEXT_LIMIT = 500
 
@@ -112,6 +114,25 @@ async def _timeline_keys(
     return {(call_id, key) for call_id, key in rows if key is not None}
 
 
+async def _transferred(
+    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+) -> set[str]:
+    """The records, among those an Ultravox end report in `changes` is about, whose call has
+    been transferred to a person."""
+    ids = set()
+    for change in changes:
+        if change.ends and change.ended_by == ULTRAVOX:
+            record = known.find(change)
+            if record is not None:
+                ids.add(record.id)
+    if not ids:
+        return set()
+    query = select(CallEvent.call_id).where(
+        CallEvent.call_id.in_(ids), CallEvent.kind == TRANSFER_STARTED
+    )
+    return set((await session.execute(query)).scalars().all())
+
+
 def _new_record(change: CallChange, now: datetime) -> CallRecord:
     if change.record_id is not None:
         record_id = change.record_id
@@ -146,6 +167,7 @@ async def apply(
     now = utcnow()
     known = await _load(session, changes)
     keys = await _timeline_keys(session, known, changes)
+    transferred = await _transferred(session, known, changes)
     applied: list[Applied | None] = []
     created: list[CallRecord] = []  # inserted at the end, with whatever later changes add
     events: list[dict[str, Any]] = []
@@ -160,8 +182,13 @@ async def apply(
             created.append(record)
         _merge(record, change)
         known.add(record)  # under the ids this change gave it, too
+        entry = change.timeline
+        if entry is not None and entry.kind == TRANSFER_STARTED:
+            transferred.add(record.id)
+        # An agent's call ending is not the phone call's end once the caller went to a person.
+        ends = change.ends and not (change.ended_by == ULTRAVOX and record.id in transferred)
         ended_now = False
-        if change.ends and record.state != ENDED:
+        if ends and record.state != ENDED:
             record.state = ENDED
             record.ended_at = change.at
             record.ended_by = change.ended_by
@@ -178,7 +205,6 @@ async def apply(
                 )
                 record.delivery_status = "pending"
         record.updated_at = now
-        entry = change.timeline
         if entry is not None and (entry.key is None or (record.id, entry.key) not in keys):
             if entry.key is not None:
                 keys.add((record.id, entry.key))

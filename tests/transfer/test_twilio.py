@@ -78,6 +78,47 @@ async def test_cold_transfer_dials_the_target_and_ends_when_they_answer(
     )
 
 
+async def test_a_transferred_call_s_record_ends_when_the_phone_call_does_not_the_agent(
+    tmp_path: Path, apis: respx.MockRouter
+) -> None:
+    """The agent's Ultravox call ends as the caller goes to a person; the call's record stays
+    live until Twilio reports the phone call's end, and carries Twilio's duration."""
+    creates = ultravox_creates(apis)
+    update = apis.post(f"{CALLS}/{CALLER_SID}.json").respond(200, json={"sid": CALLER_SID})
+    settings = transfer_settings(
+        tmp_path / "r.yaml", bridge_api_tokens=API_TOKEN, ultravox_webhook_secrets=UV_SECRET
+    )
+    record_id = record_id_for("twilio", CALLER_SID)
+    agent_left = uv_call(
+        FIRST_CALL,
+        "twilio",
+        CALLER_SID,
+        joined="2026-12-02T10:00:01Z",
+        ended="2026-12-02T10:00:31Z",
+        endReason="hangup",
+    )
+    async with running_app(settings) as client:
+        access = await answer_call(client, TWILIO, creates)
+        await call_tool(client, access, "sales")
+        transfer_id = transfer_id_in(form_of(update.calls.last.request)["Twiml"])
+        await flush(client)
+        assert (await send_event(client, "call.ended", agent_left)).status_code == 204
+        await callback(transfer_id, "dialed", DialCallStatus="completed").send(client)
+        await flush(client)
+        talking = (await client.get(f"/api/calls/{record_id}", headers=AUTH)).json()["call"]
+        status = {"CallSid": CALLER_SID, "AccountSid": TWILIO_SID, "CallStatus": "completed"}
+        hung_up = twilio_webhook(status | {"CallDuration": "300"}, path="/twilio/status")
+        assert (await hung_up.send(client)).status_code == 204
+        await flush(client)
+        over = (await client.get(f"/api/calls/{record_id}", headers=AUTH)).json()["call"]
+    assert (talking["state"], talking["endReason"], talking["endedAt"]) == ("live", "hangup", None)
+    assert (over["state"], over["endedBy"], over["durationSeconds"]) == (
+        "ended",
+        "provider",
+        300.0,
+    )
+
+
 async def test_cold_transfer_nobody_answers_the_caller_returns_to_the_agent_with_the_conversation(
     tmp_path: Path, apis: respx.MockRouter
 ) -> None:
