@@ -117,18 +117,14 @@ async def _timeline_keys(
 async def _transferred(
     session: AsyncSession, known: _Known, changes: Sequence[CallChange]
 ) -> set[str]:
-    """The records, among those an Ultravox end report in `changes` is about, whose call has
-    been transferred to a person."""
-    ids = set()
-    for change in changes:
-        if change.ends and change.ended_by == ULTRAVOX:
-            record = known.find(change)
-            if record is not None:
-                ids.add(record.id)
-    if not ids:
+    """The records, among those the changes name when one of them is an Ultravox end report,
+    whose call has been transferred to a person. All of them, not only those each end report
+    finds before the batch: an earlier change in the batch may give a record the Ultravox call
+    id by which a later end report finds it."""
+    if not known.by_id or not any(c.ends and c.ended_by == ULTRAVOX for c in changes):
         return set()
     query = select(CallEvent.call_id).where(
-        CallEvent.call_id.in_(ids), CallEvent.kind == TRANSFER_STARTED
+        CallEvent.call_id.in_(set(known.by_id)), CallEvent.kind == TRANSFER_STARTED
     )
     return set((await session.execute(query)).scalars().all())
 

@@ -1,0 +1,109 @@
+"""The records writer applies a batch of changes as if it applied them one by one, and a
+transferred call's record stays live until the phone call ends, whatever order its reports
+come in."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.records.changes import ANSWERED, CallChange, TimelineEntry, record_id_for
+from app.records.database import create_engine, upgrade
+from app.records.limits import MemoryLiveCalls
+from app.records.models import CallRecord, Delivery
+from app.records.service import CallRecords
+
+T0 = datetime(2026, 12, 2, 10, tzinfo=UTC)
+SID = "CA00000000000000000000000000000b01"
+RECORD = record_id_for("twilio", SID)
+
+
+@pytest.fixture
+async def records(database_url: str) -> AsyncIterator[CallRecords]:
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    records = CallRecords(engine, MemoryLiveCalls(None), retention_days=0, outbox_delay=60)
+    try:
+        yield records
+    finally:
+        await engine.dispose()
+
+
+def answered(ultravox_call_id: str | None) -> CallChange:
+    return CallChange(
+        at=T0,
+        record_id=RECORD,
+        ultravox_call_id=ultravox_call_id,
+        provider="twilio",
+        provider_call_ids=(SID,),
+        create=True,
+        direction="inbound",
+        outcome=ANSWERED,
+        fields={"route": "sales"},
+    )
+
+
+def transfer_started(ultravox_call_id: str | None = None) -> CallChange:
+    at = T0 + timedelta(seconds=30)
+    return CallChange(
+        at=at,
+        ultravox_call_id=ultravox_call_id,
+        provider="twilio",
+        provider_call_ids=(SID,),
+        timeline=TimelineEntry(at, "transfer", "transfer.started", {}, key="transfer:t1:started"),
+    )
+
+
+def agent_ended(**keys: object) -> CallChange:
+    at = T0 + timedelta(seconds=31)
+    return CallChange(
+        at=at,
+        ends=True,
+        ended_by="ultravox",
+        fields={"end_reason": "hangup"},
+        timeline=TimelineEntry(at, "ultravox", "call.ended", {}, key="ultravox:call.ended"),
+        **keys,  # type: ignore[arg-type]
+    )
+
+
+def phone_ended() -> CallChange:
+    at = T0 + timedelta(seconds=300)
+    return CallChange(
+        at=at,
+        provider="twilio",
+        provider_call_ids=(SID,),
+        fields={"provider_status": "completed"},
+        ends=True,
+        ended_by="provider",
+        timeline=TimelineEntry(at, "provider", "status.completed", {}, key="status:completed:"),
+    )
+
+
+async def stored(records: CallRecords) -> tuple[CallRecord, list[Delivery]]:
+    async with records.sessions() as session:
+        record = await session.get(CallRecord, RECORD)
+        deliveries = (await session.execute(select(Delivery))).scalars().all()
+    assert record is not None
+    return record, list(deliveries)
+
+
+async def test_an_agent_end_found_by_an_id_given_earlier_in_its_batch_leaves_a_transfer_live(
+    records: CallRecords,
+) -> None:
+    """The record learns its Ultravox call id in the same batch as Ultravox's end report that
+    names only that id: one by one, the end finds the transfer and leaves the record live; the
+    batch must too."""
+    await records._write([answered(None)])
+    await records._write([transfer_started()])
+
+    [first, second] = await records._write([answered("uv-1"), agent_ended(ultravox_call_id="uv-1")])
+
+    record, deliveries = await stored(records)
+    assert first is not None and second is not None and not second.ended_now
+    assert (record.state, record.ended_by, record.end_reason, deliveries) == (
+        "live",
+        None,
+        "hangup",
+        [],
+    )
