@@ -168,6 +168,7 @@ async def apply(
     created: list[CallRecord] = []  # inserted at the end, with whatever later changes add
     events: list[dict[str, Any]] = []
     deliveries: list[dict[str, Any]] = []
+    reopened: set[str] = set()
     for change in changes:
         record = known.find(change)
         if record is None:
@@ -179,8 +180,12 @@ async def apply(
         _merge(record, change)
         known.add(record)  # under the ids this change gave it, too
         entry = change.timeline
+        new_entry = entry is not None and (entry.key is None or (record.id, entry.key) not in keys)
         if entry is not None and entry.kind == TRANSFER_STARTED:
             transferred.add(record.id)
+            if new_entry and _reopen(record):
+                reopened.add(record.id)
+                deliveries = [item for item in deliveries if item["call_id"] != record.id]
         # An agent's call ending is not the phone call's end once the caller went to a person.
         ends = change.ends and not (change.ended_by == ULTRAVOX and record.id in transferred)
         ended_now = False
@@ -201,7 +206,7 @@ async def apply(
                 )
                 record.delivery_status = "pending"
         record.updated_at = now
-        if entry is not None and (entry.key is None or (record.id, entry.key) not in keys):
+        if entry is not None and new_entry:
             if entry.key is not None:
                 keys.add((record.id, entry.key))
             events.append(_event_row(record.id, entry))
@@ -212,9 +217,28 @@ async def apply(
         await session.execute(insert(CallRecord), [as_dict(record) for record in created])
     if events:
         await session.execute(insert(CallEvent), events)
+    if reopened:  # before the inserts: a later change in the batch may have ended it again
+        await session.execute(
+            delete(Delivery).where(Delivery.call_id.in_(reopened), Delivery.status == "pending")
+        )
     if deliveries:
         await session.execute(insert(Delivery), deliveries)
     return applied
+
+
+def _reopen(record: CallRecord) -> bool:
+    """Undo the end of a record Ultravox's end report closed before its transfer step landed
+    (the step is queued, the report written at once): the agent's call ended because the
+    caller went to a person, and the phone call goes on. Not once its summary went out."""
+    if record.state != ENDED or record.ended_by != ULTRAVOX:
+        return False
+    if record.delivery_status not in (None, "pending"):
+        return False
+    record.state = LIVE
+    record.ended_at = None
+    record.ended_by = None
+    record.delivery_status = None
+    return True
 
 
 def _merge(record: CallRecord, change: CallChange) -> None:

@@ -107,3 +107,56 @@ async def test_an_agent_end_found_by_an_id_given_earlier_in_its_batch_leaves_a_t
         "hangup",
         [],
     )
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "one_batch"])
+async def test_a_transfer_written_after_the_agent_call_ended_leaves_the_record_live(
+    records: CallRecords, batched: bool
+) -> None:
+    """The transfer step is queued (written after up to GATHER_SECONDS) while Ultravox's
+    call.ended is written at once: the end can land first. The record must come out as it does
+    in the other order: live, no summary queued, ended by the provider's status callback."""
+    await records._write([answered("uv-1")])
+    changes = [agent_ended(ultravox_call_id="uv-1"), transfer_started("uv-1")]
+    if batched:
+        await records._write(changes)
+    else:
+        for change in changes:
+            await records._write([change])
+
+    talking, queued = await stored(records)
+    assert (talking.state, talking.ended_by, talking.ended_at, talking.delivery_status) == (
+        "live",
+        None,
+        None,
+        None,
+    )
+    assert (talking.end_reason, queued) == ("hangup", [])
+
+    [applied] = await records._write([phone_ended()])
+    over, [delivery] = await stored(records)
+    assert applied is not None and applied.ended_now
+    assert (over.state, over.ended_by, over.ended_at, delivery.call_id) == (
+        "ended",
+        "provider",
+        T0 + timedelta(seconds=300),
+        RECORD,
+    )
+
+
+async def test_a_transfer_does_not_reopen_a_call_whose_summary_went_out(
+    records: CallRecords,
+) -> None:
+    """Once the end summary is delivered the record's end stands: a transfer step written
+    after it (a very late write) only joins the timeline."""
+    await records._write([answered("uv-1"), agent_ended(ultravox_call_id="uv-1")])
+    async with records.sessions.begin() as session:
+        record = await session.get(CallRecord, RECORD)
+        assert record is not None
+        record.delivery_status = "delivered"
+        (await session.execute(select(Delivery))).scalar_one().status = "delivered"
+
+    await records._write([transfer_started("uv-1")])
+
+    record, [delivery] = await stored(records)
+    assert (record.state, record.ended_by, delivery.status) == ("ended", "ultravox", "delivered")
