@@ -12,6 +12,7 @@ import aiohttp
 from app.relay import metrics
 from app.relay.audio import FRAME_SECONDS, FrameQueue
 from app.relay.clock import Clock, MonotonicClock
+from app.relay.medium import CLIENT_BUFFER_MS
 from app.relay.pacer import FlowSender, PacedSender
 from app.relay.platform import CallerAudio, Digit, PlatformClosed, PlatformMedia
 
@@ -22,6 +23,12 @@ ULTRAVOX_OPEN_TIMEOUT_SECONDS = 10.0
 ULTRAVOX_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Past its queued audio, how long the caller may take to hear the agent's last words.
 DRAIN_MARGIN_SECONDS = 1.0
+# How long the relay waits for Ultravox to answer its close frame before it drops the connection.
+ULTRAVOX_CLOSE_TIMEOUT_SECONDS = 5.0
+# Agent audio held for the caller at most: twice the buffer Ultravox is told the relay has
+# (`clientBufferSizeMs`), which Ultravox keeps within. Past it the relay stops reading the socket
+# until the caller has heard some, so a broken peer cannot fill the process's memory.
+MAX_QUEUED_SECONDS = 2 * CLIENT_BUFFER_MS / 1000
 # A ping this often finds a connection to Ultravox that died without a close; one without a
 # pong within half of it ends the call.
 KEEPALIVE_SECONDS = 20.0
@@ -111,8 +118,14 @@ class Relay:
                 await self.platform.hang_up()
                 return "error"
             logger.info("relay.started", extra={"fields": self.ids.fields()})
-            async with ultravox:
+            try:
                 return await self._relay(ultravox)
+            finally:
+                # aiohttp's close waits up to ws_close for each message until the peer's close
+                # frame: a peer that keeps sending would hold the relay for as long as it likes.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ULTRAVOX_CLOSE_TIMEOUT_SECONDS):
+                        await ultravox.close()
 
     async def _relay(self, ultravox: aiohttp.ClientWebSocketResponse) -> str:
         caller = asyncio.create_task(self._caller_to_agent(ultravox))
@@ -181,6 +194,8 @@ class Relay:
         message: a message over the size limit, a protocol error, a missed pong)."""
         async for message in ultravox:
             if message.type is aiohttp.WSMsgType.BINARY:
+                while self.queue.seconds >= MAX_QUEUED_SECONDS:
+                    await self.clock.sleep_until(self.clock.now() + FRAME_SECONDS)
                 self.queue.push(message.data)
             elif message.type is aiohttp.WSMsgType.TEXT:
                 await self._on_data_message(message.data)

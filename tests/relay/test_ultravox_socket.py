@@ -3,12 +3,14 @@ sends more than the relay takes, or drops the connection: the call ends, the cal
 hung up, nothing hangs."""
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import websockets
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
 
 from app.relay import relay as relay_module
 from app.relay.platform import CallerAudio, PlatformClosed, PlatformEvent, PlatformMedia
@@ -111,3 +113,33 @@ async def test_a_connection_dropped_without_a_close_ends_the_call() -> None:
     assert received.is_set()
     assert ended_by == "agent"
     assert platform.hung_up.is_set()
+
+
+async def test_audio_far_past_the_buffer_ultravox_was_told_waits_in_the_socket(
+    monkeypatch: object,
+) -> None:
+    """A broken Ultravox sending agent audio without end, as fast as the socket takes it: the
+    relay holds no more than its bound (plus one message), instead of growing until the
+    process runs out of memory; the rest waits in the socket. Such a peer never answers the
+    close frame either (its answer waits behind the audio): the relay lets go after its close
+    timeout, not when the peer stops sending (aiohttp's own close waits for each message)."""
+    monkeypatch.setattr(relay_module, "MAX_QUEUED_SECONDS", 0.2)  # type: ignore[attr-defined]
+    monkeypatch.setattr(relay_module, "ULTRAVOX_CLOSE_TIMEOUT_SECONDS", 0.5)  # type: ignore[attr-defined]
+    chunk = b"\x02" * 6400  # 0.2 s of audio
+
+    async def flood(connection: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await connection.send(chunk)
+
+    platform = ScriptedPlatform()
+    async with ultravox_serving(flood) as url:
+        relay = Relay(platform, url, IDS)
+        running = asyncio.create_task(relay.run())
+        peak = 0
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            peak = max(peak, len(relay.queue))
+        platform.hung_up.set()
+        assert await asyncio.wait_for(running, 5) == "caller"
+    assert 0 < peak <= 2 * len(chunk)
