@@ -113,8 +113,11 @@ class CallChange:
 
 @dataclass(frozen=True)
 class Applied:
-    """What applying a change did: the record it touched, and whether the call ended now."""
+    """What applying a change did: the record it touched, whether the call ended now, and
+    whether its live-call slot is free although the call goes on (`agent_left`: the Ultravox
+    call the slot was taken for ended after the caller went to a person)."""
 
     record_id: str
     route: str | None
     ended_now: bool
+    agent_left: bool = False

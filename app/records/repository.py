@@ -187,7 +187,8 @@ async def apply(
                 reopened.add(record.id)
                 deliveries = [item for item in deliveries if item["call_id"] != record.id]
         # An agent's call ending is not the phone call's end once the caller went to a person.
-        ends = change.ends and not (change.ended_by == ULTRAVOX and record.id in transferred)
+        agent_left = change.ends and change.ended_by == ULTRAVOX and record.id in transferred
+        ends = change.ends and not agent_left
         ended_now = False
         if ends and record.state != ENDED:
             record.state = ENDED
@@ -210,7 +211,9 @@ async def apply(
             if entry.key is not None:
                 keys.add((record.id, entry.key))
             events.append(_event_row(record.id, entry))
-        applied.append(Applied(record.id, record.route, ended_now))
+        applied.append(
+            Applied(record.id, record.route, ended_now, agent_left and record.state != ENDED)
+        )
     await session.flush()  # the records that were read and changed
     # One executemany per table, records first: the timeline and outbox rows refer to them.
     if created:

@@ -188,8 +188,9 @@ class CallRecords:
         done = [item for item in applied if item is not None]
         metrics.RECORDS_WRITTEN.inc(len(done))
         ended = [item for item in done if item.ended_now]
-        for item in ended:
-            await self.live_calls.release(item.record_id, item.route)
+        for item in done:
+            if item.ended_now or item.agent_left:
+                await self.live_calls.release(item.record_id, item.route)
         if ended:
             for listener in self._ended_listeners:
                 listener()

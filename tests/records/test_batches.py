@@ -160,3 +160,29 @@ async def test_a_transfer_does_not_reopen_a_call_whose_summary_went_out(
 
     record, [delivery] = await stored(records)
     assert (record.state, record.ended_by, delivery.status) == ("ended", "ultravox", "delivered")
+
+
+async def test_the_agent_leaving_a_transferred_call_gives_its_live_call_slot_back(
+    database_url: str,
+) -> None:
+    """The slot counts the call's Ultravox call (README: given back at Ultravox's call.ended):
+    once the caller is with a person the record stays live, but the slot is free, so that a
+    service without status callbacks does not refuse calls for an hour after each transfer."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    live = MemoryLiveCalls(1)
+    records = CallRecords(engine, live, retention_days=0, outbox_delay=60)
+    try:
+        assert await live.acquire(RECORD, "sales", None, 3600)
+        await records._write([answered("uv-1")])
+        await records._write([transfer_started("uv-1")])
+        assert not await live.acquire("another-call", "sales", None, 3600)
+
+        [applied] = await records._write([agent_ended(ultravox_call_id="uv-1")])
+        await records._after([applied])
+
+        record, _ = await stored(records)
+        assert record.state == "live"
+        assert await live.acquire("another-call", "sales", None, 3600)
+    finally:
+        await engine.dispose()
