@@ -14,18 +14,13 @@ from app.api.deps import RecordsDep, SettingsDep
 from app.api.errors import RecordsNotWritten
 from app.api.webhooks import read_body
 from app.calltypes import MalformedWebhook, SignatureError, WebhookError
-from app.providers import PROVIDER_NAMES
 from app.records import metrics
 from app.records.changes import CallChange
 from app.records.service import RecordsUnavailable
 from app.records.signing import BadSignature, verify
 from app.records.sources import NotAnEvent, ultravox_event
-from app.routing.web import WEB_PROVIDER
 from app.settings import ServiceSettings
-
-# The calls this service creates name one of these in their metadata: the phone providers' and
-# the web pages' (an event may reach the records before the call's own record is written).
-KNOWN_PROVIDERS = frozenset({*PROVIDER_NAMES, WEB_PROVIDER})
+from app.web.calls import RECORDED_PROVIDERS
 
 router = APIRouter(tags=["records"])
 logger = logging.getLogger("app.records")
@@ -64,7 +59,7 @@ async def _verified_event(request: Request, settings: ServiceSettings) -> tuple[
     except BadSignature as exc:
         raise SignatureError(f"Ultravox webhook refused: {exc}") from None
     try:
-        return ultravox_event(json.loads(body), KNOWN_PROVIDERS)
+        return ultravox_event(json.loads(body), RECORDED_PROVIDERS)
     except (NotAnEvent, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedWebhook(f"not an Ultravox call event: {str(exc)[:200]}") from None
 

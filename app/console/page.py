@@ -9,9 +9,8 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.providers import PROVIDER_NAMES
 from app.records.changes import OUTCOMES
-from app.routing.web import WEB_PROVIDER
+from app.web.calls import RECORDED_PROVIDERS
 
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_PREFIX = "/console/static/"
@@ -130,7 +129,7 @@ def _options(values: list[str]) -> str:
 
 
 def calls_page(csrf_token: str) -> str:
-    providers = sorted({*PROVIDER_NAMES, WEB_PROVIDER})
+    providers = sorted(RECORDED_PROVIDERS)
     return _document(
         "Calls",
         f"""<header class="bar">

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.calltypes import InboundCall
 from app.client_address import client_key
+from app.providers import PROVIDER_NAMES
 from app.records.lifecycle import CallLifecycle
 from app.routing import AgentTarget, RoutingTable
 from app.routing.table import WebAccess
@@ -69,6 +70,11 @@ def web_max_duration(access: WebAccess, settings: ServiceSettings) -> str:
     if isinstance(route_max, str) and _seconds(route_max) < settings.web_max_duration_seconds:
         return route_max
     return settings.web_max_duration
+
+
+# What a call record's provider may be: a phone provider's name, or the web's for a call a page
+# started (the calls Ultravox's events may make records for, the console's provider filter).
+RECORDED_PROVIDERS = frozenset({*PROVIDER_NAMES, WEB_PROVIDER})
 
 
 def new_web_call_id() -> str:
