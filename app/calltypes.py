@@ -5,6 +5,7 @@ and the providers all import them downward."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 from urllib.parse import parse_qsl
 
@@ -84,21 +85,26 @@ class WebhookRequest:
     path_key: str | None = None
     client: str | None = None
 
-    def form(self) -> list[tuple[str, str]]:
+    def form(self) -> Sequence[tuple[str, str]]:
         """The form-encoded body's fields, in order (empty for GET); `TooManyFields` past
-        `MAX_FIELDS`, counted before anything is parsed."""
+        `MAX_FIELDS`, counted before anything is parsed. Parsed once: the signature check and
+        the reading of the call both ask for it."""
+        return self._form
+
+    @cached_property
+    def _form(self) -> tuple[tuple[str, str], ...]:
         if not self.body:
-            return []
+            return ()
         check_field_count(self.body.count(b"&") + 1, "form")
         try:
             text = self.body.decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedWebhook("the body is not UTF-8") from None
-        return parse_qsl(text, keep_blank_values=True)
+        return tuple(parse_qsl(text, keep_blank_values=True))
 
-    def params(self) -> list[tuple[str, str]]:
+    def params(self) -> Sequence[tuple[str, str]]:
         """The webhook's fields: the form body for POST, the query string for GET."""
-        return self.form() if self.method == "POST" else list(self.query)
+        return self._form if self.method == "POST" else self.query
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ multipart form and JSON, so a query, a urlencoded or multipart form and a JSON o
 read, each field once."""
 
 import json
+from collections.abc import Sequence
 from email.parser import BytesParser
 from email.policy import HTTP
 
@@ -20,7 +21,7 @@ def request_fields(request: WebhookRequest) -> dict[str, str]:
     return single_values(pairs)
 
 
-def _body_fields(request: WebhookRequest) -> list[tuple[str, str]]:
+def _body_fields(request: WebhookRequest) -> Sequence[tuple[str, str]]:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "application/json" or (not media_type and request.body[:1] == b"{"):
