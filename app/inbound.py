@@ -2,11 +2,14 @@
 webhook -> adapter (verify, parse) -> route -> Ultravox call -> adapter (answer)."""
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client import Counter, Histogram
 
 from app import metrics
 from app.calltypes import (
@@ -50,6 +53,15 @@ class Outcome:
     lifetime_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A webhook's answer, and `report`: its log line, metrics and call record, made once the
+    answer is on its way so that the provider does not wait for them. Call it exactly once."""
+
+    answer: Answer
+    report: Callable[[], None]
+
+
 OutcomeFor = Callable[[ProviderAdapter, WebhookRequest, dict[str, Any]], Awaitable[Outcome]]
 
 
@@ -83,11 +95,11 @@ class Bridge:
         except KeyError:
             raise UnknownProvider(f"unknown provider {provider!r}") from None
 
-    async def incoming(self, provider: str, request: WebhookRequest) -> Answer:
+    async def incoming(self, provider: str, request: WebhookRequest) -> "Answered":
         """Answer a provider's call webhook: stream to a new Ultravox call, or fall back."""
         return await self._handle(provider, request, self._answer_call)
 
-    async def fallback(self, provider: str, request: WebhookRequest) -> Answer:
+    async def fallback(self, provider: str, request: WebhookRequest) -> "Answered":
         """Answer a provider's fallback-URL request without calling Ultravox."""
         return await self._handle(provider, request, self._answer_fallback)
 
@@ -98,10 +110,13 @@ class Bridge:
 
     def _log_refusal(self, fields: dict[str, Any], exc: WebhookError, started: float) -> None:
         fields.update(outcome=_refusal(exc), status=exc.status_code, reason=str(exc))
-        fields["latency_ms"] = _count(fields["provider"], fields["outcome"], started)
+        seconds = time.perf_counter() - started
+        fields["latency_ms"] = _count(fields["provider"], fields["outcome"], seconds)
         logger.warning("webhook.refused", extra={"fields": fields})
 
-    async def _handle(self, provider: str, request: WebhookRequest, answer: "OutcomeFor") -> Answer:
+    async def _handle(
+        self, provider: str, request: WebhookRequest, answer: "OutcomeFor"
+    ) -> "Answered":
         started = time.perf_counter()
         adapter = self.adapter(provider)
         fields: dict[str, Any] = {"provider": provider, "method": request.method}
@@ -116,10 +131,16 @@ class Bridge:
                 fields["url"] = request.url
             self._log_refusal(fields, exc, started)
             raise
+        seconds = time.perf_counter() - started
+        return Answered(outcome.answer, lambda: self._report(request, fields, outcome, seconds))
+
+    def _report(
+        self, request: WebhookRequest, fields: dict[str, Any], outcome: Outcome, seconds: float
+    ) -> None:
         fields.update(outcome=outcome.outcome, route=outcome.route)
         if outcome.ultravox_call_id:
             fields["ultravox_call_id"] = outcome.ultravox_call_id
-        fields["latency_ms"] = _count(provider, outcome.outcome, started)
+        fields["latency_ms"] = _count(fields["provider"], outcome.outcome, seconds)
         level = logging.INFO if outcome.outcome in ("answered", "duplicate") else logging.WARNING
         logger.log(level, f"webhook.{outcome.outcome}", extra={"fields": fields})
         if outcome.call is not None:
@@ -134,7 +155,6 @@ class Bridge:
                     reason=fields.get("reason"),
                 )
             )
-        return outcome.answer
 
     async def _answer_call(
         self, adapter: ProviderAdapter, request: WebhookRequest, fields: dict[str, Any]
@@ -255,12 +275,23 @@ def _overflow_answer(adapter: ProviderAdapter, route: Route) -> Answer:
     return adapter.fallback_answer(overflow)
 
 
-def _count(provider: str, outcome: str, started: float) -> float:
+def _count(provider: str, outcome: str, seconds: float) -> float:
     """Record the webhook in the metrics; returns its latency in milliseconds for the log."""
-    seconds = time.perf_counter() - started
-    metrics.WEBHOOKS.labels(provider=provider, outcome=outcome).inc()
-    metrics.WEBHOOK_SECONDS.labels(provider=provider).observe(seconds)
+    _webhooks(provider, outcome).inc()
+    _webhook_seconds(provider).observe(seconds)
     return round(seconds * 1000, 2)
+
+
+# The metrics' series by label, looked up once: prometheus_client checks and joins the labels on
+# every `labels()`. Providers and outcomes are fixed sets, so these caches are bounded.
+@functools.cache
+def _webhooks(provider: str, outcome: str) -> Counter:
+    return metrics.WEBHOOKS.labels(provider=provider, outcome=outcome)
+
+
+@functools.cache
+def _webhook_seconds(provider: str) -> Histogram:
+    return metrics.WEBHOOK_SECONDS.labels(provider=provider)
 
 
 def _refusal(exc: WebhookError) -> str:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from app.aiohttp_transport import AiohttpTransport
 from app.api import (
@@ -22,11 +23,11 @@ from app.api import (
     transfer,
     ultravox_events,
     web,
-    webhooks,
 )
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
+from app.api.webhooks import WebhookDispatch
 from app.config import load_settings
 from app.console.access import Console
 from app.dedupe import CallDeduplicator
@@ -127,7 +128,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 await app.state.store.close()
                 await app.state.web_calls.limits.close()
 
-    app = FastAPI(
+    app = BridgeApp(
         title="Ultravox phone bridge",
         lifespan=lifespan,
         docs_url=None,
@@ -135,10 +136,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.include_router(health.router)
-    app.include_router(webhooks.router)
     app.include_router(metrics.router)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HeaderSizeLimit)  # added last: runs first, before anything reads headers
     # Before media's `/{provider}/events`, which would take `/ultravox/events` for a provider.
     app.include_router(ultravox_events.router)
     app.include_router(outbound.router)
@@ -149,6 +147,16 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
     app.include_router(records.router)
     app.include_router(console.router)
     return app
+
+
+class BridgeApp(FastAPI):
+    """The application: the framework's, with the provider call webhooks answered in front of it
+    (`WebhookDispatch`), and the header limit and the request id in front of both."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        framework = super().build_middleware_stack()
+        # The header limit first, before anything reads the headers.
+        return HeaderSizeLimit(RequestIdMiddleware(WebhookDispatch(framework, self.state)))
 
 
 def build_transfers(

@@ -1,19 +1,31 @@
-"""Provider webhook endpoints: one code path for every provider, chosen by the URL's first part."""
+"""Provider webhook endpoints: one code path for every provider, chosen by the URL's first part.
+
+The call webhooks (`/{provider}/incoming`, `/{provider}/incoming/{key}`, `/{provider}/fallback`)
+are the service's hot path: `WebhookDispatch` answers them as a plain ASGI application in front
+of the framework, whose routing, request objects and middleware cost a webhook several times
+what answering it does (docs/benchmarks.md). It sits inside the header limit and the request id
+(app/main.py), refuses as the framework's error handlers would (plain text, `headers` of the
+refusal), and logs, counts and records each webhook after its answer is on its way. The other
+provider routes (status, media, transfer, outbound) read requests with `webhook_request`."""
 
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request, Response
-from starlette.requests import ClientDisconnect
-from starlette.routing import Route
+from starlette.datastructures import URL, Headers, State
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.errors import plain_refusal
 from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count
-from app.inbound import Bridge, UnknownProvider
+from app.inbound import Answered, Bridge, UnknownProvider
 from app.settings import ServiceSettings
 
-router = APIRouter(tags=["webhooks"])
-
 MAX_BODY_BYTES = 64 * 1024
+
+# The methods providers send webhooks with; any other is a 405 (HEAD included).
+WEBHOOK_METHODS = ("GET", "POST")
 
 
 class PayloadTooLarge(WebhookError):
@@ -27,54 +39,78 @@ class BodyCutOff(WebhookError):
     status_code = 400
 
 
-def signed_url(request: Request, public_base_url: str | None) -> str:
+def signed_url(scope: Scope, public_base_url: str | None) -> str:
     """The URL the provider requested, as it signed it. Behind a TLS-terminating proxy the app
     sees another scheme and host, so the configured public base replaces them."""
     if public_base_url is None:
-        return str(request.url)
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        return str(URL(scope=scope))
+    raw_path = scope.get("raw_path") or scope["path"].encode()
     url = public_base_url + raw_path.decode("latin-1")
-    query = request.scope.get("query_string", b"")
+    query = scope.get("query_string", b"")
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request's body; `PayloadTooLarge` as soon as it is declared or read past `limit`."""
-    declared = request.headers.get("content-length", "")
+async def receive_body(receive: Receive, declared: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, `declared` its Content-Length; `PayloadTooLarge` as soon as it is
+    declared or read past `limit`, `BodyCutOff` when the client leaves before its end."""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body over {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise PayloadTooLarge(f"body over {limit} bytes")
-    except ClientDisconnect:
-        raise BodyCutOff("the connection closed before the body ended") from None
-    return bytes(body)
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyCutOff("the connection closed before the body ended")
+        chunk: bytes = message.get("body", b"")
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        if not message.get("more_body", False):
+            return body
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """A routed request's body, within `limit` (`receive_body`)."""
+    return await receive_body(request.receive, request.headers.get("content-length", ""), limit)
+
+
+async def webhook_from(
+    scope: Scope,
+    receive: Receive,
+    headers: Headers,
+    public_base_url: str | None,
+    path_key: str | None = None,
+) -> WebhookRequest:
+    """The request as the provider adapters read it. A query or form of more fields than any
+    provider sends is refused here (`TooManyFields`), before any adapter's signature check."""
+    method: str = scope["method"]
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        check_field_count(query.count(b"&") + 1, "query")
+    body = b""
+    if method == "POST":
+        body = await receive_body(receive, headers.get("content-length", ""))
+    content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if body and content_type == "application/x-www-form-urlencoded":
+        check_field_count(body.count(b"&") + 1, "form")
+    client = scope.get("client")
+    return WebhookRequest(
+        method=method,
+        url=signed_url(scope, public_base_url),
+        headers=headers,
+        query=parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else (),
+        body=body,
+        received_at=time.time(),
+        path_key=path_key,
+        client=client[0] if client else None,
+    )
 
 
 async def webhook_request(
     request: Request, public_base_url: str | None, path_key: str | None = None
 ) -> WebhookRequest:
-    """The request as the provider adapters read it. A query or form of more fields than any
-    provider sends is refused here (`TooManyFields`), before any adapter's signature check."""
-    query: bytes = request.scope.get("query_string", b"")
-    if query:
-        check_field_count(query.count(b"&") + 1, "query")
-    body = await read_body(request) if request.method == "POST" else b""
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if body and content_type == "application/x-www-form-urlencoded":
-        check_field_count(body.count(b"&") + 1, "form")
-    return WebhookRequest(
-        method=request.method,
-        url=signed_url(request, public_base_url),
-        headers=request.headers,
-        query=request.query_params.multi_items(),
-        body=body,
-        received_at=time.time(),
-        path_key=path_key,
-        client=request.client.host if request.client else None,
+    """A routed request as the provider adapters read it (`webhook_from`)."""
+    return await webhook_from(
+        request.scope, request.receive, request.headers, public_base_url, path_key
     )
 
 
@@ -84,68 +120,82 @@ def answer_response(answer: Answer) -> Response:
     )
 
 
-async def _serve(
-    provider: str,
-    request: Request,
+Serve = Callable[[str, WebhookRequest], Awaitable[Answered]]
+
+
+def _refusal(exc: WebhookError) -> Response:
+    return plain_refusal(exc.status_code, str(exc), exc.headers)
+
+
+class WebhookDispatch:
+    """Pure ASGI: answers the call webhooks itself and hands every other request to `app`.
+
+    `state` is the application's state, which holds the bridge and the settings from start-up
+    on (read per request)."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        parts = scope["path"].split("/")
+        if not _is_webhook(parts):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in WEBHOOK_METHODS:
+            refusal = plain_refusal(
+                405, "method not allowed", {"Allow": ", ".join(WEBHOOK_METHODS)}
+            )
+            await refusal(scope, receive, send)
+            return
+        bridge: Bridge = self.state.bridge
+        settings: ServiceSettings = self.state.settings
+        provider = parts[1]
+        serve: Serve = bridge.fallback if parts[2] == "fallback" else bridge.incoming
+        path_key = parts[3] if len(parts) == 4 else None
+        try:
+            answered = await _answer(scope, receive, bridge, settings, provider, serve, path_key)
+        except WebhookError as exc:
+            await _refusal(exc)(scope, receive, send)
+            return
+        except Exception:
+            # As the framework's error middleware would: a plain 500, then the exception for
+            # the server to log with its traceback.
+            await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
+            raise
+        await answer_response(answered.answer)(scope, receive, send)
+        answered.report()
+
+
+def _is_webhook(parts: list[str]) -> bool:
+    """Whether the path's parts (split at `/`) name a call webhook: `/{provider}/incoming`,
+    `/{provider}/incoming/{key}` or `/{provider}/fallback`, each part not empty."""
+    if len(parts) == 3:
+        return bool(parts[1]) and parts[2] in ("incoming", "fallback")
+    return len(parts) == 4 and bool(parts[1]) and parts[2] == "incoming" and bool(parts[3])
+
+
+async def _answer(
+    scope: Scope,
+    receive: Receive,
     bridge: Bridge,
     settings: ServiceSettings,
-    answer: Callable[[str, WebhookRequest], Awaitable[Answer]],
-    path_key: str | None = None,
-) -> Response:
+    provider: str,
+    serve: Serve,
+    path_key: str | None,
+) -> Answered:
     started = time.perf_counter()
     if path_key is not None and not bridge.adapter(provider).takes_path_key:
         raise UnknownProvider(f"{provider} webhooks take no key in their path")
     try:
-        webhook = await webhook_request(request, settings.public_base_url, path_key)
+        webhook = await webhook_from(
+            scope, receive, Headers(scope=scope), settings.public_base_url, path_key
+        )
     except WebhookError as exc:
-        bridge.refused(provider, request.method, exc, started)
+        bridge.refused(provider, scope["method"], exc, started)
         raise
     # A WebhookError from here on has been logged and counted by the bridge.
-    return answer_response(await answer(provider, webhook))
-
-
-async def incoming(request: Request) -> Response:
-    """A provider's voice webhook for a new call: answered with a stream to an Ultravox agent."""
-    bridge: Bridge = request.app.state.bridge
-    return await _serve(_provider(request), request, bridge, _settings(request), bridge.incoming)
-
-
-async def incoming_with_key(request: Request) -> Response:
-    """The same, for a provider that signs nothing and is authenticated by a secret in the
-    URL's path (Exotel); 404 for the others."""
-    bridge: Bridge = request.app.state.bridge
-    path_key: str = request.path_params["path_key"]
-    return await _serve(
-        _provider(request), request, bridge, _settings(request), bridge.incoming, path_key
-    )
-
-
-async def fallback(request: Request) -> Response:
-    """A provider's fallback URL: the fallback answer, without calling Ultravox."""
-    bridge: Bridge = request.app.state.bridge
-    return await _serve(_provider(request), request, bridge, _settings(request), bridge.fallback)
-
-
-def _provider(request: Request) -> str:
-    provider: str = request.path_params["provider"]
-    return provider
-
-
-def _settings(request: Request) -> ServiceSettings:
-    settings: ServiceSettings = request.app.state.settings
-    return settings
-
-
-def _webhook_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
-    route = Route(path, endpoint, methods=["GET", "POST"])
-    route.methods = {"GET", "POST"}  # Starlette adds HEAD to a GET route; webhooks have none
-    return route
-
-
-# Plain Starlette routes: FastAPI's dependency solving and validation cost about a tenth of a
-# webhook's CPU (docs/benchmarks.md) for one path part and two attribute reads.
-router.routes += [
-    _webhook_route("/{provider}/incoming", incoming),
-    _webhook_route("/{provider}/incoming/{path_key}", incoming_with_key),
-    _webhook_route("/{provider}/fallback", fallback),
-]
+    return await serve(provider, webhook)

@@ -1,0 +1,170 @@
+"""The call webhooks are answered in front of the framework (app/api/webhooks.py): what that
+path must keep of the framework's behaviour, and what it adds (the answer goes out before the
+webhook's log line, metrics and call record are made)."""
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from app.main import create_app
+from tests.conftest import (
+    JOIN_URL,
+    created_call,
+    make_settings,
+    running_app,
+    twilio_fields,
+    twilio_webhook,
+)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/twilio/incoming", "/twilio/fallback", "/exotel/incoming/k"])
+async def test_a_method_webhooks_are_not_sent_with_is_405_naming_the_allowed_ones(
+    method: str, path: str, ultravox: respx.MockRouter
+) -> None:
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    async with running_app(make_settings()) as client:
+        response = await client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    if method != "HEAD":
+        assert response.text == "method not allowed\n"
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/twilio/incoming/", 404),  # an empty key is no key: the framework's 404
+        ("/twilio/fallback/x", 404),
+        ("//incoming", 404),
+        ("/twilio/incoming/a/b", 404),
+    ],
+)
+async def test_paths_that_only_look_like_webhooks_are_the_framework_s(
+    path: str, status: int, ultravox: respx.MockRouter
+) -> None:
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    async with running_app(make_settings()) as client:
+        response = await client.post(path, content=b"CallSid=x")
+    assert response.status_code == status
+    assert route.call_count == 0
+
+
+async def test_an_unknown_provider_is_404_as_plain_text(ultravox: respx.MockRouter) -> None:
+    async with running_app(make_settings()) as client:
+        response = await client.post("/acme/incoming", content=b"a=b")
+    assert (response.status_code, response.text) == (404, "unknown provider 'acme'\n")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+async def test_a_key_in_the_path_of_a_provider_that_signs_is_404(
+    ultravox: respx.MockRouter,
+) -> None:
+    webhook = twilio_webhook(twilio_fields(), path="/twilio/incoming/secret")
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+    assert (response.status_code, response.text) == (
+        404,
+        "twilio webhooks take no key in their path\n",
+    )
+
+
+class _Events(logging.Handler):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.append(f"log {record.getMessage()}")
+
+
+async def test_the_answer_is_sent_before_the_log_line_and_the_call_record(
+    ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What happens, in order, when the ASGI application is called with a signed webhook."""
+    caplog.set_level(logging.INFO, logger="app.bridge")
+    ultravox.post("/calls").mock(return_value=created_call())
+    app = create_app(make_settings())
+    happened: list[str] = []
+    handler = _Events(happened)
+    logging.getLogger("app.bridge").addHandler(handler)
+    webhook = twilio_webhook(twilio_fields())
+    sent_body = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        assert not sent_body, "the body is read once"
+        sent_body = True
+        return {"type": "http.request", "body": webhook.content, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        happened.append(message["type"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "server": ("bridge.test", 80),
+        "client": ("127.0.0.1", 50000),
+        "path": "/twilio/incoming",
+        "raw_path": b"/twilio/incoming",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"bridge.test"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"x-twilio-signature", webhook.headers["X-Twilio-Signature"].encode()),
+            (b"content-length", str(len(webhook.content)).encode()),
+        ],
+    }
+    try:
+        async with app.router.lifespan_context(app):
+            decided = app.state.bridge.lifecycle.decided
+            app.state.bridge.lifecycle.decided = lambda decision: (
+                happened.append("record"),
+                decided(decision),
+            )
+            await app(scope, receive, send)
+    finally:
+        logging.getLogger("app.bridge").removeHandler(handler)
+    assert happened == [
+        "http.response.start",
+        "http.response.body",
+        "log webhook.answered",
+        "record",
+    ]
+
+
+async def test_a_failure_outside_the_bridge_s_answers_is_a_plain_500_and_is_raised(
+    ultravox: respx.MockRouter,
+) -> None:
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+
+        def broken(request: object) -> None:
+            raise RuntimeError("a bug in an adapter")
+
+        app.state.bridge.adapters["twilio"].check = broken
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await twilio_webhook(twilio_fields()).send(client)
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    assert route.call_count == 0
+
+
+async def test_the_answer_carries_the_request_id(ultravox: respx.MockRouter) -> None:
+    ultravox.post("/calls").mock(return_value=created_call())
+    webhook = twilio_webhook(twilio_fields())
+    webhook.headers["X-Request-ID"] = "req-7"
+    async with running_app(make_settings()) as client:
+        response = await webhook.send(client)
+    assert response.status_code == 200
+    assert JOIN_URL.replace("&", "&amp;") in response.text
+    assert response.headers["x-request-id"] == "req-7"
