@@ -4,6 +4,7 @@ with phone numbers masked."""
 import io
 import json
 import logging
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 import respx
 
-from app.logs import EventFormatter, SampleRefusals, configure_logging
+from app.logs import EventFormatter, SampleRefusals, configure_logging, redact
 from tests.conftest import (
     CALL_ID,
     CALLED,
@@ -184,3 +185,16 @@ def test_the_service_log_handler_samples_refusals() -> None:
         root.setLevel(level)
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             logging.getLogger(name).filters[:] = []
+
+
+def test_values_the_formatter_does_not_redact_are_those_redact_leaves_alone() -> None:
+    """The formatter skips `redact` for a value without `:`, `=` or `?`: for any such value,
+    `redact` must change nothing, whatever secret-looking words it holds."""
+    rng = random.Random(20261202)
+    words = ["authorization", "X-API-Key", "cookie", "bearer", "https", "//host/path", "a", " "]
+    alphabet = "aZ0 /.-_;,'\"\t"
+    for _ in range(3000):
+        parts = rng.choices(words, k=rng.randint(0, 6)) + rng.choices(alphabet, k=5)
+        rng.shuffle(parts)
+        value = "".join(parts)
+        assert redact(value) == value, value
