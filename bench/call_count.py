@@ -51,9 +51,11 @@ def where(code: types.CodeType | None, function: Any = None) -> str:
 
 
 class Counter:
-    def __init__(self) -> None:
+    def __init__(self, callers_of: str | None = None) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
         self.functions: collections.Counter[str] = collections.Counter()
+        self.callers_of = callers_of  # a package whose callers are counted, if any
+        self.callers: collections.Counter[str] = collections.Counter()
 
     def __call__(self, frame: types.FrameType, event: str, arg: Any) -> None:
         if event == "call":
@@ -66,6 +68,13 @@ class Counter:
         else:
             return
         self.calls[group] += 1
+        if self.callers_of is not None and group == self.callers_of:
+            caller = frame.f_back if event == "call" else frame
+            while caller is not None and where(caller.f_code) == group:
+                caller = caller.f_back
+            if caller is not None:
+                name = f"{where(caller.f_code)}:{caller.f_code.co_qualname}"
+                self.callers[name] += 1
 
     def total(self) -> int:
         return sum(self.calls.values())
@@ -138,13 +147,15 @@ async def lifespan(app: App) -> tuple[Callable[[], Any], asyncio.Task[None]]:
     return stop, task
 
 
-async def measure(name: str, app: App, webhooks: list[bytes], warm: int) -> Counter:
+async def measure(
+    name: str, app: App, webhooks: list[bytes], warm: int, callers_of: str | None
+) -> Counter:
     """Calls from the first counted webhook until the work it left behind is done."""
     stop, _ = await lifespan(app)
     for raw in webhooks[:warm]:
         await one(app, raw)
     await asyncio.sleep(0.5)  # the warm-up's records are written before counting starts
-    counter = Counter()
+    counter = Counter(callers_of)
     sys.setprofile(counter)
     try:
         for raw in webhooks[warm:]:
@@ -164,6 +175,10 @@ def table(rows: dict[str, Counter], count: int, top: int, functions: int) -> str
         lines.append(f"{name}: {counter.total() / count:.0f} calls per webhook")
         for group, calls in counter.calls.most_common(top):
             lines.append(f"  {calls / count:8.1f}  {group}")
+        if counter.callers:
+            lines.append(f"  calls into {counter.callers_of} (and what they call) from:")
+            for caller, calls in counter.callers.most_common(20):
+                lines.append(f"  {calls / count:8.1f}  {caller}")
         if functions:
             lines.append("  busiest functions:")
             for function, calls in counter.functions.most_common(functions):
@@ -176,6 +191,7 @@ def main() -> None:
     parser.add_argument("--webhooks", type=int, default=300)
     parser.add_argument("--top", type=int, default=25, help="packages listed")
     parser.add_argument("--functions", type=int, default=0, help="functions listed")
+    parser.add_argument("--callers", help="list where calls into this package come from")
     args = parser.parse_args()
     standin_port = free_port()
     standin = subprocess.Popen(
@@ -205,8 +221,8 @@ def main() -> None:
         warm = 100
         hooks = twilio_webhooks(8000, warm + args.webhooks)
         rows = {
-            "service": uvloop.run(measure("service", service, hooks, warm)),
-            "floor": uvloop.run(measure("floor", Floor(), hooks, warm)),
+            "service": uvloop.run(measure("service", service, hooks, warm, args.callers)),
+            "floor": uvloop.run(measure("floor", Floor(), hooks, warm, args.callers)),
         }
         sys.stderr = stderr
         print(table(rows, args.webhooks, args.top, args.functions))
