@@ -5,73 +5,57 @@ bytes travel through aiohttp's HTTP/1.1 stack, which costs the service's CPU abo
 what httpx's own transport does (anyio's cancel scopes and httpcore's pool bookkeeping on
 every I/O step; see docs/benchmarks.md). aiohttp is a dependency of the twilio SDK already.
 
-What httpx does above its transport still happens in httpx: redirects (not followed unless
-asked), cookies, response decoding (aiohttp's own decompression is off) and proxies from the
-environment (httpx mounts its own transports for them). aiohttp's errors become the httpx
-exceptions httpx's own transport raises, so callers tell a connection that never opened
-(`httpx.ConnectError`, `httpx.ConnectTimeout`: safe to retry) from one that broke after the
-request was sent.
+The answer is read here, to the end, within the answer-size cap (app/http_transport.py): no
+answer is read or decoded past `max_bytes`, and httpx gets one response with its body in memory,
+decoded (aiohttp's own decompression is off). What httpx does above its transport still happens
+in httpx: redirects (not followed unless asked), cookies and proxies from the environment
+(httpx mounts its own transports for them). aiohttp's errors become the httpx exceptions httpx's
+own transport raises, so callers tell a connection that never opened (`httpx.ConnectError`,
+`httpx.ConnectTimeout`: safe to retry) from one that broke after the request was sent.
+
+What is the same from request to request is worked out once: the aiohttp form of a URL and of a
+set of headers is kept (a bounded cache each), so a request costs aiohttp's own work and little
+else.
 """
 
+import functools
 import ssl
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 import aiohttp
 import httpx
 from yarl import URL
 
+from app.http_transport import (
+    ACCEPT_ENCODING,
+    MAX_RESPONSE_BYTES,
+    CappedBody,
+    asks_for_other_encodings,
+)
+
 # httpx has set these (or chose not to): aiohttp must not add its own.
 _HTTPX_DECIDES = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
-
-@contextmanager
-def _httpx_errors(request: httpx.Request) -> Iterator[None]:
-    """Re-raise aiohttp's errors as the httpx exceptions that mean the same thing."""
-    try:
-        yield
-    except aiohttp.ConnectionTimeoutError as exc:  # opening, or waiting for a free connection
-        raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-    except aiohttp.ServerTimeoutError as exc:  # SocketTimeoutError: no bytes within `read`
-        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-    except aiohttp.ClientConnectorError as exc:  # DNS, refused, TLS handshake
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientResponseError as exc:  # an answer that is not HTTP
-        raise httpx.RemoteProtocolError(exc.message, request=request) from exc
-    except aiohttp.ClientOSError as exc:  # reset after the connection opened
-        raise httpx.ReadError(str(exc), request=request) from exc
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.TransportError(str(exc), request=request) from exc
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    """An aiohttp response's body, as httpx reads it; closing it frees the connection."""
-
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors(self._request):
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-
-    async def aclose(self) -> None:
-        self._response.release()
+# Distinct URLs and header sets remembered (a created call's differ in Content-Length alone).
+_CACHED = 256
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Sends httpx requests over one `aiohttp.ClientSession`, holding at most
-    `limits.max_connections` connections, idle ones for `limits.keepalive_expiry` seconds.
+    `limits.max_connections` connections, idle ones for `limits.keepalive_expiry` seconds, and
+    reading no answer past `max_bytes` (`ResponseTooLarge`, the connection closed).
 
     The session is opened on the first request, inside the event loop that uses it."""
 
-    def __init__(self, limits: httpx.Limits, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        *,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._limits = limits
+        self._max_bytes = max_bytes
         # httpx's default context (certifi's CA bundle), so both transports trust the same.
         self._tls = tls if tls is not None else httpx.create_ssl_context()
         self._session: aiohttp.ClientSession | None = None
@@ -85,7 +69,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                auto_decompress=False,  # httpx decodes, as with its own transport
+                auto_decompress=False,  # decoded within the cap, here
                 cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
                 skip_auto_headers=_HTTPX_DECIDES,
                 trust_env=False,  # httpx chose this transport after applying proxies
@@ -94,24 +78,40 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
-        body = await request.aread()
-        with _httpx_errors(request):
+        session = self._session or self._open()
+        data = await request.aread()
+        try:
             response = await session.request(
                 request.method,
-                URL(str(request.url), encoded=True),  # httpx has quoted it already
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                ],
-                data=body or None,
+                _url(str(request.url)),
+                headers=_headers(tuple(request.headers.raw)),
+                data=data or None,
                 allow_redirects=False,  # httpx follows redirects when asked to
-                timeout=_timeout(request),
+                timeout=_timeout(request.extensions.get("timeout", {})),
             )
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, request) from exc
+        try:
+            headers = response.headers
+            body = CappedBody(
+                request,
+                self._max_bytes,
+                headers.get("Content-Length"),
+                ", ".join(headers.getall("Content-Encoding", ())),
+            )
+            stream = response.content
+            while chunk := await stream.readany():
+                body.add(chunk)
+        except aiohttp.ClientError as exc:
+            raise _httpx_error(exc, request) from exc
+        finally:
+            # Read to the end, the connection is kept for the next request; otherwise closed.
+            response.release()
         version = response.version or aiohttp.HttpVersion11
         return httpx.Response(
             response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
+            headers=body.headers(response.raw_headers),
+            content=body.content(),
             extensions={
                 "http_version": f"HTTP/{version.major}.{version.minor}".encode(),
                 "reason_phrase": (response.reason or "").encode(),
@@ -124,10 +124,46 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+@functools.lru_cache(maxsize=_CACHED)
+def _url(url: str) -> URL:
+    return URL(url, encoded=True)  # httpx has quoted it already
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _headers(raw: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
+    """httpx's headers as aiohttp takes them, in the same order; asking only for the encodings
+    decoded within the cap."""
+    headers: list[tuple[str, str]] = []
+    for name, value in raw:
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        if key.lower() == "accept-encoding" and asks_for_other_encodings(text):
+            text = ACCEPT_ENCODING
+        headers.append((key, text))
+    return tuple(headers)
+
+
+def _timeout(given: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
     """httpx's four timeouts in aiohttp's terms. aiohttp's `connect` covers both the wait for a
     free connection (httpx's `pool`) and opening one; it has no write timeout."""
-    given: dict[str, float | None] = request.extensions.get("timeout", {})
     pool, connect, read = given.get("pool"), given.get("connect"), given.get("read")
     acquire = None if pool is None or connect is None else pool + connect
     return aiohttp.ClientTimeout(total=None, connect=acquire, sock_connect=connect, sock_read=read)
+
+
+def _httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.TransportError:
+    """The httpx exception that means what aiohttp's `exc` means."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # opening, or waiting for a connection
+        return httpx.ConnectTimeout(str(exc) or "connect timed out", request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # SocketTimeoutError: no bytes within `read`
+        return httpx.ReadTimeout(str(exc) or "read timed out", request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # DNS, refused, TLS handshake
+        return httpx.ConnectError(str(exc), request=request)
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return httpx.RemoteProtocolError(str(exc), request=request)
+    if isinstance(exc, aiohttp.ClientResponseError):  # an answer that is not HTTP
+        return httpx.RemoteProtocolError(exc.message, request=request)
+    if isinstance(exc, aiohttp.ClientOSError):  # reset after the connection opened
+        return httpx.ReadError(str(exc), request=request)
+    if isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return httpx.UnsupportedProtocol(str(exc), request=request)
+    return httpx.TransportError(str(exc), request=request)

@@ -1,14 +1,15 @@
 """A cap on how much of an answer from Ultravox or a provider's API is read, for any httpx
-transport (httpx's own, or the aiohttp one in app/aiohttp_transport.py).
+transport (httpx's own, wrapped in `CappedTransport`, or the aiohttp one in
+app/aiohttp_transport.py, which reads within the cap itself).
 
 The cap counts what the service would hold in memory: the bytes received and, for a compressed
 answer, the bytes it decodes to. httpx decodes above its transport without a bound (a 1 MiB gzip
-answer can inflate to 1 GiB), so this transport decodes gzip and deflate itself, a bounded piece
-at a time, and hands httpx the decoded body without its `Content-Encoding`.
+answer can inflate to 1 GiB), so the body is decoded here, gzip and deflate a bounded piece at a
+time, and httpx gets the decoded body, read to the end, without its `Content-Encoding`.
 """
 
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 
@@ -18,9 +19,15 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 
 # The encodings decoded here within the cap; requests ask for no others.
 ACCEPTED_ENCODINGS = ("gzip", "deflate")
+ACCEPT_ENCODING = ", ".join(ACCEPTED_ENCODINGS)
 
 # The most output one decompression step makes, whatever the input's ratio (up to ~1000:1).
 _DECODE_STEP = 64 * 1024
+
+# What no longer describes an answer this module decoded.
+_ENCODED_HEADERS = (b"content-encoding", b"content-length")
+
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
 class ResponseTooLarge(httpx.ReadError):
@@ -29,63 +36,115 @@ class ResponseTooLarge(httpx.ReadError):
     A read error, because the request was sent: the upstream may have acted on it."""
 
 
+class CappedBody:
+    """One answer's body as it is read: decoded, and refused with `ResponseTooLarge` as soon as
+    the bytes received, or those they decode to, pass `max_bytes`. A `Content-Length` past the
+    cap is refused before anything is read, an encoding the request did not ask for with
+    `httpx.DecodingError`: the reader then closes the connection instead of reading on."""
+
+    def __init__(
+        self,
+        request: httpx.Request,
+        max_bytes: int,
+        content_length: str | None,
+        content_encoding: str,
+    ) -> None:
+        """`content_encoding`: the answer's codings, comma-separated; "" when it has none."""
+        self._request = request
+        self._max_bytes = max_bytes
+        declared = content_length or ""
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise ResponseTooLarge(_too_large(request, max_bytes), request=request)
+        encoding = content_encoding.strip().lower()
+        self._decoder = _Decoder(encoding) if encoding in ACCEPTED_ENCODINGS else None
+        if self._decoder is None and encoding not in ("", "identity"):
+            raise httpx.DecodingError(
+                f"the answer of {request.url.host} is encoded as {encoding!r}, not one of "
+                f"{ACCEPT_ENCODING}",
+                request=request,
+            )
+        self._parts: list[bytes] = []
+        self._received = 0
+        self._decoded = 0
+
+    def add(self, chunk: bytes) -> None:
+        """The next bytes received."""
+        self._received += len(chunk)
+        self._check(self._received)
+        if self._decoder is None:
+            self._parts.append(chunk)
+            return
+        for piece in self._decoder.decode(chunk, self._request):
+            self._decoded += len(piece)
+            self._check(self._decoded)
+            self._parts.append(piece)
+
+    def content(self) -> bytes:
+        """The body, decoded, once all of it was added."""
+        return b"".join(self._parts)
+
+    def headers(self, raw: RawHeaders) -> RawHeaders:
+        """The answer's headers as they describe `content()`: without the encoding decoded here
+        and its length (httpx sets the decoded one)."""
+        if self._decoder is None:
+            return raw
+        return [(name, value) for name, value in raw if name.lower() not in _ENCODED_HEADERS]
+
+    def _check(self, size: int) -> None:
+        if size > self._max_bytes:
+            message = _too_large(self._request, self._max_bytes)
+            raise ResponseTooLarge(message, request=self._request)
+
+
 class CappedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport so that no answer is read or decoded past `max_bytes`: one declaring a
-    longer `Content-Length` is refused at once, and a longer body, or a compressed one decoding
-    to more, stops at the cap. Either way the request raises `ResponseTooLarge` and the
-    connection is closed, not read to the end. An answer in an encoding it did not ask for is an
-    `httpx.DecodingError`."""
+    """Wraps a transport so that no answer is read or decoded past `max_bytes` (`CappedBody`):
+    the answer comes back read to the end, or the request raises `ResponseTooLarge` or
+    `httpx.DecodingError` and the connection is closed, not read to the end."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, max_bytes: int = MAX_RESPONSE_BYTES):
         self._transport = transport
         self._max_bytes = max_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if _asks_for_others(request.headers.get("accept-encoding")):
-            request.headers["Accept-Encoding"] = ", ".join(ACCEPTED_ENCODINGS)
+        if asks_for_other_encodings(request.headers.get("accept-encoding")):
+            request.headers["Accept-Encoding"] = ACCEPT_ENCODING
         response = await self._transport.handle_async_request(request)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_bytes:
+        if not isinstance(response.stream, httpx.AsyncByteStream):
+            raise TypeError("an async transport answered with a sync stream")
+        try:
+            headers = response.headers
+            body = CappedBody(
+                request,
+                self._max_bytes,
+                headers.get("content-length"),
+                headers.get("content-encoding", ""),
+            )
+            async for chunk in response.stream:
+                body.add(chunk)
+        finally:
             await response.aclose()
-            raise ResponseTooLarge(self._too_large(request), request=request)
-        headers = response.headers
-        encoding = headers.get("content-encoding", "identity").strip().lower()
-        decoder: _Decoder | None = None
-        if encoding != "identity":
-            if encoding not in ACCEPTED_ENCODINGS:
-                await response.aclose()
-                raise httpx.DecodingError(
-                    f"the answer of {request.url.host} is encoded as {encoding!r}, not one of "
-                    f"{', '.join(ACCEPTED_ENCODINGS)}",
-                    request=request,
-                )
-            decoder = _Decoder(encoding)
-            headers = headers.copy()
-            del headers["content-encoding"]  # decoded here: httpx must not decode it again
-            headers.pop("content-length", None)  # the encoded length
         return httpx.Response(
             response.status_code,
-            headers=headers,
-            stream=_CappedStream(response.stream, self._max_bytes, request, decoder),
+            headers=body.headers(headers.raw),
+            content=body.content(),
             extensions=response.extensions,
         )
-
-    def _too_large(self, request: httpx.Request) -> str:
-        return _too_large(request, self._max_bytes)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
 
 
-def _too_large(request: httpx.Request, max_bytes: int) -> str:
-    return f"the answer of {request.url.host} is over {max_bytes} bytes"
-
-
-def _asks_for_others(accept_encoding: str | None) -> bool:
+def asks_for_other_encodings(accept_encoding: str | None) -> bool:
+    """Whether an `Accept-Encoding` offers an encoding not decoded here within the cap (a request
+    sent with it gets `ACCEPT_ENCODING` instead)."""
     if accept_encoding is None:
         return False
     asked = {part.partition(";")[0].strip().lower() for part in accept_encoding.split(",")}
     return not asked <= {*ACCEPTED_ENCODINGS, "identity", ""}
+
+
+def _too_large(request: httpx.Request, max_bytes: int) -> str:
+    return f"the answer of {request.url.host} is over {max_bytes} bytes"
 
 
 class _Decoder:
@@ -117,40 +176,3 @@ class _Decoder:
             # A full piece may leave output inside zlib even when all input was taken.
             if not data and len(piece) < _DECODE_STEP:
                 return
-
-
-class _CappedStream(httpx.AsyncByteStream):
-    def __init__(
-        self,
-        stream: httpx.AsyncByteStream | httpx.SyncByteStream,
-        max_bytes: int,
-        request: httpx.Request,
-        decoder: _Decoder | None,
-    ) -> None:
-        if not isinstance(stream, httpx.AsyncByteStream):
-            raise TypeError("an async transport answered with a sync stream")
-        self._stream = stream
-        self._max_bytes = max_bytes
-        self._request = request
-        self._decoder = decoder
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        received = decoded = 0
-        async for chunk in self._stream:
-            received += len(chunk)
-            self._check(received)
-            if self._decoder is None:
-                yield chunk
-                continue
-            for piece in self._decoder.decode(chunk, self._request):
-                decoded += len(piece)
-                self._check(decoded)
-                yield piece
-
-    def _check(self, size: int) -> None:
-        if size > self._max_bytes:
-            message = _too_large(self._request, self._max_bytes)
-            raise ResponseTooLarge(message, request=self._request)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()

@@ -31,7 +31,7 @@ from app.api.webhooks import WebhookDispatch
 from app.config import load_settings
 from app.console.access import Console
 from app.dedupe import CallDeduplicator
-from app.http_transport import CappedTransport
+from app.http_transport import MAX_RESPONSE_BYTES
 from app.inbound import Bridge
 from app.logs import configure_logging
 from app.outbound.flow import OutboundCalls
@@ -65,7 +65,7 @@ ULTRAVOX_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50
 def ultravox_transport() -> httpx.AsyncBaseTransport:
     """How requests reach Ultravox: through aiohttp under httpx's API (app/aiohttp_transport.py),
     reading no answer past `MAX_RESPONSE_BYTES` (app/http_transport.py)."""
-    return CappedTransport(AiohttpTransport(ULTRAVOX_LIMITS))
+    return AiohttpTransport(ULTRAVOX_LIMITS, max_bytes=MAX_RESPONSE_BYTES)
 
 
 def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:

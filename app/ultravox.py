@@ -3,6 +3,8 @@ what can help."""
 
 import asyncio
 import email.utils
+import functools
+import json
 import logging
 import random
 import time
@@ -23,6 +25,8 @@ SUCCESS = range(200, 300)
 # Errors raised before the request reached Ultravox, so a retry cannot create a second call.
 # A read timeout is not among them: Ultravox may have created the call already.
 RETRYABLE_TRANSPORT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Request bodies as httpx's `json=` encodes them (compact, UTF-8, no NaN), with one encoder.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # The call fields `POST /agents/{id}/calls` takes besides `medium`; Ultravox refuses others
 # (systemPrompt, model, inactivityMessages, languageHint, ...). The one list every agent call
 # is checked against: ULTRAVOX_CALL_OPTIONS, the routes file's `agent:` (whose model must list
@@ -176,11 +180,17 @@ class UltravoxClient:
     ) -> None:
         self._transport = transport
         self._api_url = api_url.rstrip("/")
-        self._headers = {
+        headers = {
             "X-API-Key": api_key,
             "Accept": "application/json",
             "Accept-Encoding": ", ".join(ACCEPTED_ENCODINGS),  # what the transport decodes
         }
+        self._headers = httpx.Headers(headers)
+        # What httpx's `json=` makes of them, in its order; only Content-Length changes.
+        host = _url(self._api_url).netloc.decode("ascii")
+        self._json_headers = httpx.Headers(
+            {"Host": host, **headers, "Content-Length": "0", "Content-Type": "application/json"}
+        )
         self._deadline_seconds = deadline_seconds
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
@@ -323,14 +333,27 @@ class UltravoxClient:
     ) -> httpx.Response:
         """One attempt: the answer read to the end, or the `UltravoxError` that says why not."""
         timeout = max(0.001, deadline - time.monotonic())
-        request = httpx.Request(
-            method,
-            self._api_url + path,
-            params=params,
-            headers=self._headers,
-            json=body,
-            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-        )
+        url = _url(self._api_url + path)
+        extensions = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
+        if body is None:
+            request = httpx.Request(
+                method, url, params=params, headers=self._headers, extensions=extensions
+            )
+        else:
+            # The request `json=body` builds, without httpx re-reading its headers to frame it.
+            content = _JSON.encode(body).encode()
+            request = httpx.Request(
+                method,
+                url,
+                params=params,
+                headers=self._json_headers,
+                stream=httpx.ByteStream(content),
+                extensions=extensions,
+            )
+            request.headers["Content-Length"] = str(len(content))
+            request.read()
         with metrics.ULTRAVOX_REQUEST_SECONDS.time():
             try:
                 response = await self._transport.handle_async_request(request)
@@ -352,6 +375,12 @@ class UltravoxClient:
         if response.status_code not in ok:
             raise _error_for(response)
         return response
+
+
+@functools.lru_cache(maxsize=256)
+def _url(url: str) -> httpx.URL:
+    """`url` parsed once: the paths of creating calls repeat on every webhook."""
+    return httpx.URL(url)
 
 
 def _next_cursor(next_url: Any) -> str | None:

@@ -22,7 +22,6 @@ import uvloop
 from processes import HOST, free_port, wait_for_port
 
 from app.aiohttp_transport import AiohttpTransport
-from app.http_transport import CappedTransport
 from app.ultravox import UltravoxClient
 
 BODY = {
@@ -69,7 +68,7 @@ async def compare(url: str, requests: int, concurrency: int) -> list[tuple[str, 
                 (await client.post(url, json=BODY, headers=headers)).json()
 
             rows.append((name, await measure(post_httpx, requests, concurrency)))
-    async with CappedTransport(AiohttpTransport(LIMITS)) as service_transport:
+    async with AiohttpTransport(LIMITS) as service_transport:  # capped, as the service's
         ultravox = UltravoxClient(
             service_transport,
             api_url=url.removesuffix("/calls"),

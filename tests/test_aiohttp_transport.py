@@ -1,7 +1,7 @@
 """The aiohttp transport against a real HTTP server on loopback: what goes over the wire is the
 request httpx built, what comes back is an ordinary httpx response, and every failure is the
 httpx exception httpx's own transport would raise (the Ultravox client's retries depend on it).
-Then the service's own composition, aiohttp under the answer-size cap, against oversized and
+Then the answer-size cap it reads within, as the service uses it, against oversized and
 compressed answers."""
 
 import asyncio
@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.aiohttp_transport import AiohttpTransport
-from app.http_transport import MAX_RESPONSE_BYTES, CappedTransport, ResponseTooLarge
+from app.http_transport import MAX_RESPONSE_BYTES, ResponseTooLarge
 from app.main import ultravox_transport
 from app.ultravox import UltravoxClient, UltravoxConnectionError, UltravoxTransportError
 
@@ -159,13 +159,23 @@ async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -
     assert response.json() == {"detail": "busy"}
 
 
-async def test_a_compressed_body_is_decoded_once_by_httpx() -> None:
+async def test_a_compressed_body_is_decoded_once() -> None:
     body = gzip.compress(b'{"joinUrl": "wss://x"}')
     raw = answer("201 Created", body, "Content-Encoding: gzip", "Content-Type: application/json")
     async with loopback(serving(raw)) as (_, base), client() as http:
         response = await http.post(f"{base}/api/calls", json={})
 
     assert response.json() == {"joinUrl": "wss://x"}
+    assert "content-encoding" not in response.headers
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+async def test_a_body_encoded_twice_in_two_header_lines_is_a_decoding_error() -> None:
+    body = gzip.compress(gzip.compress(b'{"joinUrl": "wss://x"}'))
+    raw = answer("201 Created", body, "Content-Encoding: gzip", "Content-Encoding: gzip")
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        with pytest.raises(httpx.DecodingError, match="'gzip, gzip'"):
+            await http.post(f"{base}/api/calls", json={})
 
 
 async def test_a_chunked_body_is_read_whole() -> None:
@@ -323,12 +333,10 @@ async def test_the_ultravox_client_creates_a_call_through_it() -> None:
     assert json.loads(received.body) == {"systemPrompt": "hi"}
 
 
-def test_the_service_sends_ultravox_requests_through_it_under_the_cap() -> None:
+def test_the_service_sends_ultravox_requests_through_it() -> None:
     # Tests elsewhere run on httpx's own transport, which respx mocks (see conftest.py); the
-    # tests below send through this very composition.
-    transport = ultravox_transport()
-    assert isinstance(transport, CappedTransport)
-    assert isinstance(transport._transport, AiohttpTransport)
+    # tests below send through this very transport, capped as the service uses it.
+    assert isinstance(ultravox_transport(), AiohttpTransport)
 
 
 # The answer-size cap (app/http_transport.py) on the service's own path to Ultravox.

@@ -199,6 +199,27 @@ async def test_agent_call_posts_to_the_agent_with_the_api_key(api: respx.MockRou
     assert request.content == b'{"templateContext":{}}'
 
 
+async def test_requests_are_those_httpx_builds_from_json(api: respx.MockRouter) -> None:
+    """The client frames its requests itself (cached URL, ready headers, encoded body): what
+    reaches the wire is what `httpx.Request(..., json=...)` would have sent, byte for byte."""
+    body = {"systemPrompt": "Hé ✓", "medium": {"twilio": {}}, "maxDuration": "60s"}
+    created = api.post("/calls").respond(201, json=CREATED)
+    progress = api.get("/calls/c-1").respond(200, json={"callId": "c-1"})
+    client = await make_client(Sleeps())
+    await client.create_call(body)
+    await client.create_call(body)  # the cached URL and headers again
+    await client.call_progress("c-1")
+
+    headers = {"X-API-Key": "k", "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    expected = httpx.Request("POST", f"{API_URL}/calls", headers=headers, json=body)
+    for call in created.calls:
+        assert call.request.headers.raw == expected.headers.raw
+        assert call.request.content == expected.content
+    expected = httpx.Request("GET", f"{API_URL}/calls/c-1", headers=headers)
+    assert progress.calls.last.request.headers.raw == expected.headers.raw
+    assert progress.calls.last.request.content == b""
+
+
 async def test_unreachable_ultravox_is_a_connection_error_after_retries(
     api: respx.MockRouter,
 ) -> None:
