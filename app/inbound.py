@@ -2,14 +2,11 @@
 webhook -> adapter (verify, parse) -> route -> Ultravox call -> adapter (answer)."""
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-
-from prometheus_client import Counter, Histogram
 
 from app import metrics
 from app.calltypes import (
@@ -120,10 +117,10 @@ class Bridge:
         started = time.perf_counter()
         adapter = self.adapter(provider)
         fields: dict[str, Any] = {"provider": provider, "method": request.method}
+        metrics.WEBHOOKS_IN_FLIGHT.inc()
         try:
-            with metrics.WEBHOOKS_IN_FLIGHT.track_inprogress():
-                adapter.check(request)
-                outcome: Outcome = await answer(adapter, request, fields)
+            adapter.check(request)
+            outcome: Outcome = await answer(adapter, request, fields)
         except WebhookError as exc:
             if isinstance(exc, SignatureError):
                 # The first thing to compare with the provider's console when every call is
@@ -131,6 +128,8 @@ class Bridge:
                 fields["url"] = request.url
             self._log_refusal(fields, exc, started)
             raise
+        finally:
+            metrics.WEBHOOKS_IN_FLIGHT.dec()
         seconds = time.perf_counter() - started
         return Answered(outcome.answer, lambda: self._report(request, fields, outcome, seconds))
 
@@ -277,21 +276,9 @@ def _overflow_answer(adapter: ProviderAdapter, route: Route) -> Answer:
 
 def _count(provider: str, outcome: str, seconds: float) -> float:
     """Record the webhook in the metrics; returns its latency in milliseconds for the log."""
-    _webhooks(provider, outcome).inc()
-    _webhook_seconds(provider).observe(seconds)
+    metrics.series(metrics.WEBHOOKS, provider, outcome).inc()
+    metrics.series(metrics.WEBHOOK_SECONDS, provider).observe(seconds)
     return round(seconds * 1000, 2)
-
-
-# The metrics' series by label, looked up once: prometheus_client checks and joins the labels on
-# every `labels()`. Providers and outcomes are fixed sets, so these caches are bounded.
-@functools.cache
-def _webhooks(provider: str, outcome: str) -> Counter:
-    return metrics.WEBHOOKS.labels(provider=provider, outcome=outcome)
-
-
-@functools.cache
-def _webhook_seconds(provider: str) -> Histogram:
-    return metrics.WEBHOOK_SECONDS.labels(provider=provider)
 
 
 def _refusal(exc: WebhookError) -> str:

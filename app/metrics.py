@@ -8,6 +8,7 @@ With several workers (app/workers.py) each keeps its values in files in the dire
 then sums every worker's, so any worker's `/metrics` counts them all."""
 
 import os
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -57,6 +58,21 @@ TRANSFERS = Counter(
     "started, provider_error, connected, declined, unanswered, returned, fallback).",
     ["provider", "mode", "outcome"],
 )
+
+
+Metric = TypeVar("Metric", Counter, Gauge, Histogram)
+_SERIES: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def series(metric: Metric, *values: str) -> Metric:
+    """`metric.labels(*values)`, looked up once: prometheus_client checks and joins the labels
+    on every call, which the webhook path would pay several times per webhook. Label values are
+    fixed sets, so this holds a bounded number of series."""
+    key = (metric, values)
+    found = _SERIES.get(key)
+    if found is None:
+        found = _SERIES[key] = metric.labels(*values)
+    return found
 
 
 def _registry() -> CollectorRegistry | None:

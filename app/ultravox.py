@@ -294,7 +294,7 @@ class UltravoxClient:
                         self._log_retry(exc, attempt, wait)
                         await self._sleep(wait)
         except TimeoutError:
-            metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
+            metrics.series(metrics.ULTRAVOX_RESPONSES, "timeout").inc()
             raise UltravoxTimeout(
                 f"no answer from Ultravox within {self._deadline_seconds:g}s"
             ) from None
@@ -354,24 +354,26 @@ class UltravoxClient:
             )
             request.headers["Content-Length"] = str(len(content))
             request.read()
-        with metrics.ULTRAVOX_REQUEST_SECONDS.time():
+        started = time.perf_counter()
+        try:
+            response = await self._transport.handle_async_request(request)
             try:
-                response = await self._transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-            except RETRYABLE_TRANSPORT_ERRORS as exc:
-                metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
-                raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
-            except httpx.TimeoutException as exc:
-                metrics.ULTRAVOX_RESPONSES.labels(status="timeout").inc()
-                raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
-            except httpx.HTTPError as exc:
-                metrics.ULTRAVOX_RESPONSES.labels(status="error").inc()
-                raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+                await response.aread()
+            finally:
+                await response.aclose()
+        except RETRYABLE_TRANSPORT_ERRORS as exc:
+            metrics.series(metrics.ULTRAVOX_RESPONSES, "error").inc()
+            raise UltravoxConnectionError(f"cannot reach Ultravox: {exc!r}") from exc
+        except httpx.TimeoutException as exc:
+            metrics.series(metrics.ULTRAVOX_RESPONSES, "timeout").inc()
+            raise UltravoxTimeout(f"Ultravox did not answer in time: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            metrics.series(metrics.ULTRAVOX_RESPONSES, "error").inc()
+            raise UltravoxTransportError(f"request to Ultravox failed: {exc!r}") from exc
+        finally:
+            metrics.ULTRAVOX_REQUEST_SECONDS.observe(time.perf_counter() - started)
         response.request = request
-        metrics.ULTRAVOX_RESPONSES.labels(status=str(response.status_code)).inc()
+        metrics.series(metrics.ULTRAVOX_RESPONSES, str(response.status_code)).inc()
         if response.status_code not in ok:
             raise _error_for(response)
         return response
