@@ -1,7 +1,6 @@
 """The database tables of call records. Changing one means a new migration in `migrations/`."""
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -127,8 +126,3 @@ class Delivery(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def as_dict(record: CallRecord) -> dict[str, Any]:
-    """The columns of a record by name."""
-    return {column.key: getattr(record, column.key) for column in CallRecord.__table__.columns}

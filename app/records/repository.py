@@ -4,12 +4,15 @@ caller opens (one transaction each)."""
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,7 +28,7 @@ from app.records.changes import (
     new_record_id,
     record_id_for,
 )
-from app.records.models import CallEvent, CallRecord, Delivery, as_dict, utcnow
+from app.records.models import Base, CallEvent, CallRecord, Delivery, utcnow
 
 LIVE = "live"
 ENDED = "ended"
@@ -38,25 +41,36 @@ class BadCursor(ValueError):
     """A paging cursor this service did not write."""
 
 
+Row = dict[str, Any]
+"""A call record as the writer reads and changes it: its columns by name. Plain dicts, not
+ORM objects: a batch touches every column of every record it makes, and the ORM's attribute
+bookkeeping cost more than the rest of the write."""
+
+CALLS = Base.metadata.tables[CallRecord.__tablename__]
+EVENTS = Base.metadata.tables[CallEvent.__tablename__]
+DELIVERIES = Base.metadata.tables[Delivery.__tablename__]
+_NO_VALUES: Row = dict.fromkeys(CALLS.columns.keys())
+
+
 class _Known:
     """The records a batch of changes is about, found by each key a change may name; records
     the batch creates join them, so a later change in the batch finds them too."""
 
-    def __init__(self, records: Sequence[CallRecord]) -> None:
-        self.by_id: dict[str, CallRecord] = {}
-        self.by_ultravox: dict[str, CallRecord] = {}
-        self.by_provider: dict[tuple[str, str], CallRecord] = {}
+    def __init__(self, records: Iterable[Row]) -> None:
+        self.by_id: dict[str, Row] = {}
+        self.by_ultravox: dict[str, Row] = {}
+        self.by_provider: dict[tuple[str, str], Row] = {}
         for record in records:
             self.add(record)
 
-    def add(self, record: CallRecord) -> None:
-        self.by_id[record.id] = record
-        if record.ultravox_call_id:
-            self.by_ultravox[record.ultravox_call_id] = record
-        if record.provider_call_id:
-            self.by_provider[(record.provider, record.provider_call_id)] = record
+    def add(self, record: Row) -> None:
+        self.by_id[record["id"]] = record
+        if record["ultravox_call_id"]:
+            self.by_ultravox[record["ultravox_call_id"]] = record
+        if record["provider_call_id"]:
+            self.by_provider[(record["provider"], record["provider_call_id"])] = record
 
-    def find(self, change: CallChange) -> CallRecord | None:
+    def find(self, change: CallChange) -> Row | None:
         """The record `change` is about: by record id, then Ultravox call id, then provider
         call id."""
         if change.record_id is not None and change.record_id in self.by_id:
@@ -71,7 +85,7 @@ class _Known:
         return None
 
 
-async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> _Known:
+async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> Sequence[RowMapping]:
     """Every existing record the changes name, in one query."""
     ids = {change.record_id for change in changes if change.record_id is not None}
     ultravox_ids = {change.ultravox_call_id for change in changes if change.ultravox_call_id}
@@ -81,17 +95,16 @@ async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> _Known:
             by_provider.setdefault(change.provider, set()).update(change.provider_call_ids)
     conditions: list[ColumnElement[bool]] = []
     if ids:
-        conditions.append(CallRecord.id.in_(ids))
+        conditions.append(CALLS.c.id.in_(ids))
     if ultravox_ids:
-        conditions.append(CallRecord.ultravox_call_id.in_(ultravox_ids))
+        conditions.append(CALLS.c.ultravox_call_id.in_(ultravox_ids))
     conditions += [
-        and_(CallRecord.provider == provider, CallRecord.provider_call_id.in_(call_ids))
+        and_(CALLS.c.provider == provider, CALLS.c.provider_call_id.in_(call_ids))
         for provider, call_ids in by_provider.items()
     ]
     if not conditions:
-        return _Known(())
-    found = (await session.execute(select(CallRecord).where(or_(*conditions)))).scalars().all()
-    return _Known(found)
+        return ()
+    return (await session.execute(select(CALLS).where(or_(*conditions)))).mappings().all()
 
 
 async def _timeline_keys(
@@ -107,8 +120,8 @@ async def _timeline_keys(
             record_ids.add(change.record_id)
         if change.provider and change.provider_call_ids:
             record_ids.add(record_id_for(change.provider, change.provider_call_ids[0]))
-    query = select(CallEvent.call_id, CallEvent.key).where(
-        CallEvent.call_id.in_(record_ids), CallEvent.key.in_(keys)
+    query = select(EVENTS.c.call_id, EVENTS.c.key).where(
+        EVENTS.c.call_id.in_(record_ids), EVENTS.c.key.in_(keys)
     )
     rows = (await session.execute(query)).all()
     return {(call_id, key) for call_id, key in rows if key is not None}
@@ -123,30 +136,31 @@ async def _transferred(
     id by which a later end report finds it."""
     if not known.by_id or not any(c.ends and c.ended_by == ULTRAVOX for c in changes):
         return set()
-    query = select(CallEvent.call_id).where(
-        CallEvent.call_id.in_(set(known.by_id)), CallEvent.kind == TRANSFER_STARTED
+    query = select(EVENTS.c.call_id).where(
+        EVENTS.c.call_id.in_(set(known.by_id)), EVENTS.c.kind == TRANSFER_STARTED
     )
     return set((await session.execute(query)).scalars().all())
 
 
-def _new_record(change: CallChange, now: datetime) -> CallRecord:
+def _new_record(change: CallChange, now: datetime) -> Row:
     if change.record_id is not None:
         record_id = change.record_id
     elif change.provider and change.provider_call_ids:
         record_id = record_id_for(change.provider, change.provider_call_ids[0])
     else:
         record_id = new_record_id()
-    return CallRecord(
-        id=record_id,
-        provider=change.provider or "unknown",
-        provider_call_id=change.provider_call_ids[0] if change.provider_call_ids else None,
-        direction=change.direction or "inbound",
-        outcome=PENDING,
-        state=LIVE,
-        received_at=change.at,
-        delivery_attempts=0,
-        updated_at=now,
-    )
+    return {
+        **_NO_VALUES,
+        "id": record_id,
+        "provider": change.provider or "unknown",
+        "provider_call_id": change.provider_call_ids[0] if change.provider_call_ids else None,
+        "direction": change.direction or "inbound",
+        "outcome": PENDING,
+        "state": LIVE,
+        "received_at": change.at,
+        "delivery_attempts": 0,
+        "updated_at": now,
+    }
 
 
 async def apply(
@@ -161,13 +175,14 @@ async def apply(
     fails the insert (IntegrityError): the caller applies the batch again, which then finds
     it."""
     now = utcnow()
-    known = await _load(session, changes)
+    loaded = await _load(session, changes)
+    known = _Known(dict(row) for row in loaded)
     keys = await _timeline_keys(session, known, changes)
     transferred = await _transferred(session, known, changes)
     applied: list[Applied | None] = []
-    created: list[CallRecord] = []  # inserted at the end, with whatever later changes add
-    events: list[dict[str, Any]] = []
-    deliveries: list[dict[str, Any]] = []
+    created: list[Row] = []  # inserted at the end, with whatever later changes add
+    events: list[Row] = []
+    deliveries: list[Row] = []
     reopened: set[str] = set()
     for change in changes:
         record = known.find(change)
@@ -179,93 +194,112 @@ async def apply(
             created.append(record)
         _merge(record, change)
         known.add(record)  # under the ids this change gave it, too
+        record_id = record["id"]
         entry = change.timeline
-        new_entry = entry is not None and (entry.key is None or (record.id, entry.key) not in keys)
+        new_entry = entry is not None and (entry.key is None or (record_id, entry.key) not in keys)
         if entry is not None and entry.kind == TRANSFER_STARTED:
-            transferred.add(record.id)
+            transferred.add(record_id)
             if new_entry and _reopen(record):
-                reopened.add(record.id)
-                deliveries = [item for item in deliveries if item["call_id"] != record.id]
+                reopened.add(record_id)
+                deliveries = [item for item in deliveries if item["call_id"] != record_id]
         # An agent's call ending is not the phone call's end once the caller went to a person.
-        agent_left = change.ends and change.ended_by == ULTRAVOX and record.id in transferred
+        agent_left = change.ends and change.ended_by == ULTRAVOX and record_id in transferred
         ends = change.ends and not agent_left
         ended_now = False
-        if ends and record.state != ENDED:
-            record.state = ENDED
-            record.ended_at = change.at
-            record.ended_by = change.ended_by
+        if ends and record["state"] != ENDED:
+            record["state"] = ENDED
+            record["ended_at"] = change.at
+            record["ended_by"] = change.ended_by
             ended_now = True
             if outbox_delay is not None:
                 deliveries.append(
                     {
-                        "call_id": record.id,
+                        "call_id": record_id,
                         "status": "pending",
                         "attempts": 0,
                         "next_attempt_at": now + timedelta(seconds=outbox_delay),
                         "created_at": now,
                     }
                 )
-                record.delivery_status = "pending"
-        record.updated_at = now
+                record["delivery_status"] = "pending"
+        record["updated_at"] = now
         if entry is not None and new_entry:
             if entry.key is not None:
-                keys.add((record.id, entry.key))
-            events.append(_event_row(record.id, entry))
+                keys.add((record_id, entry.key))
+            events.append(_event_row(record_id, entry))
         applied.append(
-            Applied(record.id, record.route, ended_now, agent_left and record.state != ENDED)
+            Applied(record_id, record["route"], ended_now, agent_left and record["state"] != ENDED)
         )
-    await session.flush()  # the records that were read and changed
-    # One executemany per table, records first: the timeline and outbox rows refer to them.
+    # The records that were read and changed, then one executemany per table, records first:
+    # the timeline and outbox rows refer to them.
+    for rows in _updates(loaded, known):
+        await session.execute(update(CALLS).where(CALLS.c.id == bindparam("record_id")), rows)
     if created:
-        await session.execute(insert(CallRecord), [as_dict(record) for record in created])
+        await session.execute(insert(CALLS), created)
     if events:
-        await session.execute(insert(CallEvent), events)
+        await session.execute(insert(EVENTS), events)
     if reopened:  # before the inserts: a later change in the batch may have ended it again
         await session.execute(
-            delete(Delivery).where(Delivery.call_id.in_(reopened), Delivery.status == "pending")
+            delete(DELIVERIES).where(
+                DELIVERIES.c.call_id.in_(reopened), DELIVERIES.c.status == "pending"
+            )
         )
     if deliveries:
-        await session.execute(insert(Delivery), deliveries)
+        await session.execute(insert(DELIVERIES), deliveries)
     return applied
 
 
-def _reopen(record: CallRecord) -> bool:
+def _updates(loaded: Sequence[RowMapping], known: _Known) -> Iterator[list[Row]]:
+    """The parameters of the UPDATEs of the records that were read: each record's changed
+    columns (a column another writer, the outbox, changed meanwhile is left as it is), by
+    record id, one executemany for each run of records changing the same columns."""
+    changed = []
+    for original in sorted(loaded, key=itemgetter("id")):
+        record = known.by_id[original["id"]]
+        values = {name: value for name, value in record.items() if value != original[name]}
+        if values:
+            changed.append({**values, "record_id": original["id"]})
+    for _, rows in groupby(changed, key=lambda values: values.keys()):
+        yield list(rows)
+
+
+def _reopen(record: Row) -> bool:
     """Undo the end of a record Ultravox's end report closed before its transfer step landed
     (the step is queued, the report written at once): the agent's call ended because the
     caller went to a person, and the phone call goes on. Not once its summary went out."""
-    if record.state != ENDED or record.ended_by != ULTRAVOX:
+    if record["state"] != ENDED or record["ended_by"] != ULTRAVOX:
         return False
-    if record.delivery_status not in (None, "pending"):
+    if record["delivery_status"] not in (None, "pending"):
         return False
-    record.state = LIVE
-    record.ended_at = None
-    record.ended_by = None
-    record.delivery_status = None
+    record["state"] = LIVE
+    record["ended_at"] = None
+    record["ended_by"] = None
+    record["delivery_status"] = None
     return True
 
 
-def _merge(record: CallRecord, change: CallChange) -> None:
-    if change.ultravox_call_id and record.ultravox_call_id is None:
-        record.ultravox_call_id = change.ultravox_call_id
-    if change.provider_call_ids and record.provider_call_id is None:
-        record.provider_call_id = change.provider_call_ids[0]
+def _merge(record: Row, change: CallChange) -> None:
+    if change.ultravox_call_id and record["ultravox_call_id"] is None:
+        record["ultravox_call_id"] = change.ultravox_call_id
+    if change.provider_call_ids and record["provider_call_id"] is None:
+        record["provider_call_id"] = change.provider_call_ids[0]
     for name, value in change.fields.items():
         if value is None:
             continue
-        if name in LATEST_WINS or (name in FIRST_WINS and getattr(record, name) is None):
-            setattr(record, name, value)
-    if change.agent_duration_seconds is not None and record.duration_seconds is None:
-        record.duration_seconds = change.agent_duration_seconds
+        if name in LATEST_WINS or (name in FIRST_WINS and record[name] is None):
+            record[name] = value
+    if change.agent_duration_seconds is not None and record["duration_seconds"] is None:
+        record["duration_seconds"] = change.agent_duration_seconds
     # The call was received when the bridge first decided about it (an event may come first).
-    if change.outcome is not None and change.at < record.received_at:
-        record.received_at = change.at
-    if change.direction and record.outcome == PENDING:
-        record.direction = change.direction
+    if change.outcome is not None and change.at < record["received_at"]:
+        record["received_at"] = change.at
+    if change.direction and record["outcome"] == PENDING:
+        record["direction"] = change.direction
     # A repeated webhook does not hide what the first one did; an event learnt before the
     # bridge's decision is stored (`pending`) leaves the decision to come.
     decisive = change.outcome not in (None, PENDING, DUPLICATE)
-    if decisive or (change.outcome == DUPLICATE and record.outcome == PENDING):
-        record.outcome = change.outcome  # type: ignore[assignment]
+    if decisive or (change.outcome == DUPLICATE and record["outcome"] == PENDING):
+        record["outcome"] = change.outcome
 
 
 async def add_timeline(session: AsyncSession, record_id: str, entry: TimelineEntry) -> bool:
