@@ -7,13 +7,27 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.records.changes import (
@@ -85,7 +99,72 @@ class _Known:
         return None
 
 
-async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> Sequence[RowMapping]:
+class _Statements:
+    """The writer's statements in one SQL dialect, built once: building a statement costs
+    SQLAlchemy more Python than running it. A list of values is bound as one parameter,
+    whatever its length (`listed`: an array in PostgreSQL, a JSON list in SQLite): the values
+    of a plain IN list are rendered and bound one by one, 5 (SQLite) to 12 (PostgreSQL) Python
+    calls each, in a statement whose text (PostgreSQL's prepared statement) changes with
+    their number."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+        self._loads: dict[int, Select[*tuple[Any, ...]]] = {}
+        self.timeline_keys = select(EVENTS.c.call_id, EVENTS.c.key).where(
+            self._among(EVENTS.c.call_id, "record_ids"), self._among(EVENTS.c.key, "keys")
+        )
+        self.transferred = select(EVENTS.c.call_id).where(
+            self._among(EVENTS.c.call_id, "record_ids"), EVENTS.c.kind == TRANSFER_STARTED
+        )
+        self.unqueue = delete(DELIVERIES).where(
+            self._among(DELIVERIES.c.call_id, "record_ids"), DELIVERIES.c.status == "pending"
+        )
+        self.update_record = update(CALLS).where(CALLS.c.id == bindparam("record_id"))
+        self.insert_records = insert(CALLS)
+        self.insert_events = insert(EVENTS)
+        self.insert_deliveries = insert(DELIVERIES)
+
+    def _among(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """`column IN` the values of parameter `name`."""
+        if self.postgresql:
+            return column == any_(bindparam(name, type_=ARRAY(String)))
+        listed = func.json_each(bindparam(name, type_=String)).table_valued("value")
+        return column.in_(select(listed.c.value))
+
+    def listed(self, values: Iterable[str]) -> list[str] | str:
+        """The parameter of a list of values."""
+        return list(values) if self.postgresql else json.dumps(list(values))
+
+    def load(self, providers: int) -> Select[*tuple[Any, ...]]:
+        """The records with one of the ids `ids`, Ultravox call ids `ultravox_ids`, or, for
+        each of `providers` providers, with provider `provider_<n>` and one of the call ids
+        `call_ids_<n>`."""
+        if providers not in self._loads:
+            by_provider = [
+                and_(
+                    CALLS.c.provider == bindparam(f"provider_{n}"),
+                    self._among(CALLS.c.provider_call_id, f"call_ids_{n}"),
+                )
+                for n in range(providers)
+            ]
+            self._loads[providers] = select(CALLS).where(
+                or_(
+                    self._among(CALLS.c.id, "ids"),
+                    self._among(CALLS.c.ultravox_call_id, "ultravox_ids"),
+                    *by_provider,
+                )
+            )
+        return self._loads[providers]
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+async def _load(
+    session: AsyncSession, statements: _Statements, changes: Sequence[CallChange]
+) -> Sequence[RowMapping]:
     """Every existing record the changes name, in one query."""
     ids = {change.record_id for change in changes if change.record_id is not None}
     ultravox_ids = {change.ultravox_call_id for change in changes if change.ultravox_call_id}
@@ -93,22 +172,19 @@ async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> Sequenc
     for change in changes:
         if change.provider and change.provider_call_ids:
             by_provider.setdefault(change.provider, set()).update(change.provider_call_ids)
-    conditions: list[ColumnElement[bool]] = []
-    if ids:
-        conditions.append(CALLS.c.id.in_(ids))
-    if ultravox_ids:
-        conditions.append(CALLS.c.ultravox_call_id.in_(ultravox_ids))
-    conditions += [
-        and_(CALLS.c.provider == provider, CALLS.c.provider_call_id.in_(call_ids))
-        for provider, call_ids in by_provider.items()
-    ]
-    if not conditions:
+    if not ids and not ultravox_ids and not by_provider:
         return ()
-    return (await session.execute(select(CALLS).where(or_(*conditions)))).mappings().all()
+    listed = statements.listed
+    params = {"ids": listed(ids), "ultravox_ids": listed(ultravox_ids)}
+    for n, (provider, call_ids) in enumerate(by_provider.items()):
+        params[f"provider_{n}"] = provider
+        params[f"call_ids_{n}"] = listed(call_ids)
+    query = statements.load(len(by_provider))
+    return (await session.execute(query, params)).mappings().all()
 
 
 async def _timeline_keys(
-    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+    session: AsyncSession, statements: _Statements, known: _Known, changes: Sequence[CallChange]
 ) -> set[tuple[str, str]]:
     """The (record id, key) pairs already on the timelines the changes add keyed entries to."""
     keys = {c.timeline.key for c in changes if c.timeline is not None and c.timeline.key}
@@ -120,15 +196,13 @@ async def _timeline_keys(
             record_ids.add(change.record_id)
         if change.provider and change.provider_call_ids:
             record_ids.add(record_id_for(change.provider, change.provider_call_ids[0]))
-    query = select(EVENTS.c.call_id, EVENTS.c.key).where(
-        EVENTS.c.call_id.in_(record_ids), EVENTS.c.key.in_(keys)
-    )
-    rows = (await session.execute(query)).all()
+    params = {"record_ids": statements.listed(record_ids), "keys": statements.listed(keys)}
+    rows = (await session.execute(statements.timeline_keys, params)).all()
     return {(call_id, key) for call_id, key in rows if key is not None}
 
 
 async def _transferred(
-    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+    session: AsyncSession, statements: _Statements, known: _Known, changes: Sequence[CallChange]
 ) -> set[str]:
     """The records, among those the changes name when one of them is an Ultravox end report,
     whose call has been transferred to a person. All of them, not only those each end report
@@ -136,10 +210,8 @@ async def _transferred(
     id by which a later end report finds it."""
     if not known.by_id or not any(c.ends and c.ended_by == ULTRAVOX for c in changes):
         return set()
-    query = select(EVENTS.c.call_id).where(
-        EVENTS.c.call_id.in_(set(known.by_id)), EVENTS.c.kind == TRANSFER_STARTED
-    )
-    return set((await session.execute(query)).scalars().all())
+    params = {"record_ids": statements.listed(known.by_id)}
+    return set((await session.execute(statements.transferred, params)).scalars().all())
 
 
 def _new_record(change: CallChange, now: datetime) -> Row:
@@ -175,10 +247,11 @@ async def apply(
     fails the insert (IntegrityError): the caller applies the batch again, which then finds
     it."""
     now = utcnow()
-    loaded = await _load(session, changes)
+    statements = _statements(session.get_bind().dialect.name)
+    loaded = await _load(session, statements, changes)
     known = _Known(dict(row) for row in loaded)
-    keys = await _timeline_keys(session, known, changes)
-    transferred = await _transferred(session, known, changes)
+    keys = await _timeline_keys(session, statements, known, changes)
+    transferred = await _transferred(session, statements, known, changes)
     applied: list[Applied | None] = []
     created: list[Row] = []  # inserted at the end, with whatever later changes add
     events: list[Row] = []
@@ -233,19 +306,15 @@ async def apply(
     # The records that were read and changed, then one executemany per table, records first:
     # the timeline and outbox rows refer to them.
     for rows in _updates(loaded, known):
-        await session.execute(update(CALLS).where(CALLS.c.id == bindparam("record_id")), rows)
+        await session.execute(statements.update_record, rows)
     if created:
-        await session.execute(insert(CALLS), created)
+        await session.execute(statements.insert_records, created)
     if events:
-        await session.execute(insert(EVENTS), events)
+        await session.execute(statements.insert_events, events)
     if reopened:  # before the inserts: a later change in the batch may have ended it again
-        await session.execute(
-            delete(DELIVERIES).where(
-                DELIVERIES.c.call_id.in_(reopened), DELIVERIES.c.status == "pending"
-            )
-        )
+        await session.execute(statements.unqueue, {"record_ids": statements.listed(reopened)})
     if deliveries:
-        await session.execute(insert(DELIVERIES), deliveries)
+        await session.execute(statements.insert_deliveries, deliveries)
     return applied
 
 
