@@ -49,6 +49,9 @@ ENDED = "ended"
 ULTRAVOX = "ultravox"  # `ended_by` of Ultravox's own end reports
 # Text longer than this in a timeline entry's detail is cut: the timeline is for reading.
 DETAIL_TEXT_LIMIT = 500
+# A timeline entry's detail as compact JSON; one encoder for all (`json.dumps` with options
+# makes one a call).
+_DETAIL_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class BadCursor(ValueError):
@@ -379,7 +382,7 @@ async def add_timeline(session: AsyncSession, record_id: str, entry: TimelineEnt
         )
         if (await session.execute(query)).first() is not None:
             return False
-    session.add(CallEvent(**_event_row(record_id, entry)))
+    await session.execute(insert(EVENTS), _event_row(record_id, entry))
     return True
 
 
@@ -390,9 +393,7 @@ def _event_row(record_id: str, entry: TimelineEntry) -> dict[str, Any]:
         "source": entry.source,
         "kind": entry.kind,
         "key": entry.key,
-        "detail": json.dumps(_bounded(entry.detail), separators=(",", ":"))
-        if entry.detail
-        else None,
+        "detail": _DETAIL_JSON.encode(_bounded(entry.detail)) if entry.detail else None,
     }
 
 
