@@ -255,6 +255,8 @@ async def apply(
     known = _Known(dict(row) for row in loaded)
     keys = await _timeline_keys(session, statements, known, changes)
     transferred = await _transferred(session, statements, known, changes)
+    # When the summary of a call that ends now is due, if one is queued.
+    send_at = None if outbox_delay is None else now + timedelta(seconds=outbox_delay)
     applied: list[Applied | None] = []
     created: list[Row] = []  # inserted at the end, with whatever later changes add
     events: list[Row] = []
@@ -287,13 +289,13 @@ async def apply(
             record["ended_at"] = change.at
             record["ended_by"] = change.ended_by
             ended_now = True
-            if outbox_delay is not None:
+            if send_at is not None:
                 deliveries.append(
                     {
                         "call_id": record_id,
                         "status": "pending",
                         "attempts": 0,
-                        "next_attempt_at": now + timedelta(seconds=outbox_delay),
+                        "next_attempt_at": send_at,
                         "created_at": now,
                     }
                 )
