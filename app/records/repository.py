@@ -1,5 +1,6 @@
 """Reading and writing call records: every query the service makes, on an `AsyncSession` the
-caller opens (one transaction each)."""
+caller opens (one transaction each); the writer's `apply`, on an `AsyncConnection` (its
+statements are SQLAlchemy Core's, and the ORM session's layers cost more than they do)."""
 
 import base64
 import binascii
@@ -26,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -166,7 +167,7 @@ def _statements(dialect: str) -> _Statements:
 
 
 async def _load(
-    session: AsyncSession, statements: _Statements, changes: Sequence[CallChange]
+    connection: AsyncConnection, statements: _Statements, changes: Sequence[CallChange]
 ) -> Sequence[RowMapping]:
     """Every existing record the changes name, in one query."""
     ids = {change.record_id for change in changes if change.record_id is not None}
@@ -183,11 +184,14 @@ async def _load(
         params[f"provider_{n}"] = provider
         params[f"call_ids_{n}"] = listed(call_ids)
     query = statements.load(len(by_provider))
-    return (await session.execute(query, params)).mappings().all()
+    return (await connection.execute(query, params)).mappings().all()
 
 
 async def _timeline_keys(
-    session: AsyncSession, statements: _Statements, known: _Known, changes: Sequence[CallChange]
+    connection: AsyncConnection,
+    statements: _Statements,
+    known: _Known,
+    changes: Sequence[CallChange],
 ) -> set[tuple[str, str]]:
     """The (record id, key) pairs already on the timelines the changes add keyed entries to."""
     keys = {c.timeline.key for c in changes if c.timeline is not None and c.timeline.key}
@@ -200,12 +204,15 @@ async def _timeline_keys(
         if change.provider and change.provider_call_ids:
             record_ids.add(record_id_for(change.provider, change.provider_call_ids[0]))
     params = {"record_ids": statements.listed(record_ids), "keys": statements.listed(keys)}
-    rows = (await session.execute(statements.timeline_keys, params)).all()
+    rows = (await connection.execute(statements.timeline_keys, params)).all()
     return {(call_id, key) for call_id, key in rows if key is not None}
 
 
 async def _transferred(
-    session: AsyncSession, statements: _Statements, known: _Known, changes: Sequence[CallChange]
+    connection: AsyncConnection,
+    statements: _Statements,
+    known: _Known,
+    changes: Sequence[CallChange],
 ) -> set[str]:
     """The records, among those the changes name when one of them is an Ultravox end report,
     whose call has been transferred to a person. All of them, not only those each end report
@@ -214,7 +221,7 @@ async def _transferred(
     if not known.by_id or not any(c.ends and c.ended_by == ULTRAVOX for c in changes):
         return set()
     params = {"record_ids": statements.listed(known.by_id)}
-    return set((await session.execute(statements.transferred, params)).scalars().all())
+    return set((await connection.execute(statements.transferred, params)).scalars().all())
 
 
 def _new_record(change: CallChange, now: datetime) -> Row:
@@ -239,22 +246,23 @@ def _new_record(change: CallChange, now: datetime) -> Row:
 
 
 async def apply(
-    session: AsyncSession, changes: Sequence[CallChange], outbox_delay: float | None
+    connection: AsyncConnection, changes: Sequence[CallChange], outbox_delay: float | None
 ) -> list[Applied | None]:
     """Merge each change into its record (made when `change.create` and none exists), in
     order, with a fixed number of queries whatever the number of changes: the records and
-    timeline keys are read at once, the new rows go in one statement per table. When a call
+    timeline keys are read at once, the new rows go in one statement per table, the records
+    read in one per run of records (by id) whose changes touch the same columns. When a call
     ends now and `outbox_delay` is given, its summary is queued for delivery that many seconds
     later (time for the provider's status and Ultravox's billing to arrive). An item is None
     when its change names no record and creates none. A row another replica inserted first
     fails the insert (IntegrityError): the caller applies the batch again, which then finds
     it."""
     now = utcnow()
-    statements = _statements(session.get_bind().dialect.name)
-    loaded = await _load(session, statements, changes)
+    statements = _statements(connection.dialect.name)
+    loaded = await _load(connection, statements, changes)
     known = _Known(dict(row) for row in loaded)
-    keys = await _timeline_keys(session, statements, known, changes)
-    transferred = await _transferred(session, statements, known, changes)
+    keys = await _timeline_keys(connection, statements, known, changes)
+    transferred = await _transferred(connection, statements, known, changes)
     # When the summary of a call that ends now is due, if one is queued.
     send_at = None if outbox_delay is None else now + timedelta(seconds=outbox_delay)
     applied: list[Applied | None] = []
@@ -311,15 +319,15 @@ async def apply(
     # The records that were read and changed, then one executemany per table, records first:
     # the timeline and outbox rows refer to them.
     for rows in _updates(loaded, known):
-        await session.execute(statements.update_record, rows)
+        await connection.execute(statements.update_record, rows)
     if created:
-        await session.execute(statements.insert_records, created)
+        await connection.execute(statements.insert_records, created)
     if events:
-        await session.execute(statements.insert_events, events)
+        await connection.execute(statements.insert_events, events)
     if reopened:  # before the inserts: a later change in the batch may have ended it again
-        await session.execute(statements.unqueue, {"record_ids": statements.listed(reopened)})
+        await connection.execute(statements.unqueue, {"record_ids": statements.listed(reopened)})
     if deliveries:
-        await session.execute(statements.insert_deliveries, deliveries)
+        await connection.execute(statements.insert_deliveries, deliveries)
     return applied
 
 
