@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 import respx
+from prometheus_client import REGISTRY
 from twilio.request_validator import RequestValidator
 
 import app.main as app_main
@@ -84,11 +85,16 @@ async def run(settings: Settings, requests: int, concurrency: int, record: bool)
                         latencies.append(time.perf_counter() - started)
                         assert response.status_code == 200 and b"<Stream" in response.content
 
+                before = writes()
                 started = time.perf_counter()
                 await asyncio.gather(*(worker() for _ in range(concurrency)))
                 answered = time.perf_counter() - started
                 await app.state.records._queue.join()
                 caught_up = time.perf_counter() - started
+                # Every webhook's record written, none lost: a fast writer that drops changes
+                # is not one.
+                written, lost = (now - then for now, then in zip(writes(), before, strict=True))
+                assert (written, lost) == (requests if record else 0, 0), (written, lost)
     latencies.sort()
     return {
         "p50_ms": statistics.median(latencies) * 1000,
@@ -97,6 +103,19 @@ async def run(settings: Settings, requests: int, concurrency: int, record: bool)
         "rate": requests / answered,
         "writer_lag_s": caught_up - answered,
     }
+
+
+def writes() -> tuple[float, float]:
+    """The changes the records writer has written, and those it lost, so far."""
+    written = REGISTRY.get_sample_value("bridge_records_written_total") or 0.0
+    lost = sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "bridge_records_lost"
+        for sample in metric.samples
+        if sample.name == "bridge_records_lost_total"
+    )
+    return written, lost
 
 
 def settings_for(database_url: str) -> Settings:
