@@ -249,9 +249,9 @@ async def apply(
     connection: AsyncConnection, changes: Sequence[CallChange], outbox_delay: float | None
 ) -> list[Applied | None]:
     """Merge each change into its record (made when `change.create` and none exists), in
-    order, with a fixed number of queries whatever the number of changes: the records and
-    timeline keys are read at once, the new rows go in one statement per table, the records
-    read in one per run of records (by id) whose changes touch the same columns. When a call
+    order, with few queries whatever the number of changes: the records and timeline keys are
+    read at once, the new rows go in one statement per table, and the records read are updated
+    in one statement per run of them (by id) changing the same columns. When a call
     ends now and `outbox_delay` is given, its summary is queued for delivery that many seconds
     later (time for the provider's status and Ultravox's billing to arrive). An item is None
     when its change names no record and creates none. A row another replica inserted first
