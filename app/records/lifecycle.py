@@ -99,11 +99,11 @@ class CallLifecycle:
         (the agent's part of the call is over before it began), except a late repeat, which
         is only noted on the timeline of the call it repeats."""
         call = decision.call
-        now = time.time()
+        now = _when(time.time())
         started = decision.outcome in (ANSWERED, DUPLICATE)
         detail = {"route": decision.route, "reason": decision.reason}
         kind = ("outbound." if decision.direction == "outbound" else "webhook.") + decision.outcome
-        timeline = TimelineEntry(_when(now), "bridge", kind, {k: v for k, v in detail.items() if v})
+        timeline = TimelineEntry(now, "bridge", kind, {k: v for k, v in detail.items() if v})
         if decision.outcome == LATE_REPEAT:
             # On the record of the call it repeats, if there is one; no record of its own.
             self.records.record(
@@ -118,7 +118,7 @@ class CallLifecycle:
             "route": decision.route,
             "caller": self._number(call.from_number),
             "called": self._number(call.to_number),
-            "answered_at": _when(now),
+            "answered_at": now,
         }
         if decision.lifetime_seconds is not None:
             fields["expires_at"] = _when(decision.received_at + decision.lifetime_seconds)

@@ -1,7 +1,6 @@
 """The database tables of call records. Changing one means a new migration in `migrations/`."""
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -29,7 +28,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:  # most are: the conversion is skipped, a call per value
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -127,8 +127,3 @@ class Delivery(Base):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def as_dict(record: CallRecord) -> dict[str, Any]:
-    """The columns of a record by name."""
-    return {column.key: getattr(record, column.key) for column in CallRecord.__table__.columns}

@@ -1,16 +1,34 @@
 """Reading and writing call records: every query the service makes, on an `AsyncSession` the
-caller opens (one transaction each)."""
+caller opens (one transaction each); the writer's `apply`, on an `AsyncConnection` (its
+statements are SQLAlchemy Core's, and the ORM session's layers cost more than they do)."""
 
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ARRAY,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.records.changes import (
@@ -25,38 +43,52 @@ from app.records.changes import (
     new_record_id,
     record_id_for,
 )
-from app.records.models import CallEvent, CallRecord, Delivery, as_dict, utcnow
+from app.records.models import Base, CallEvent, CallRecord, Delivery, utcnow
 
 LIVE = "live"
 ENDED = "ended"
 ULTRAVOX = "ultravox"  # `ended_by` of Ultravox's own end reports
 # Text longer than this in a timeline entry's detail is cut: the timeline is for reading.
 DETAIL_TEXT_LIMIT = 500
+# A timeline entry's detail as compact JSON; one encoder for all (`json.dumps` with options
+# makes one a call).
+_DETAIL_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class BadCursor(ValueError):
     """A paging cursor this service did not write."""
 
 
+Row = dict[str, Any]
+"""A call record as the writer reads and changes it: its columns by name. Plain dicts, not
+ORM objects: a batch touches every column of every record it makes, and the ORM's attribute
+bookkeeping cost more than the rest of the write."""
+
+CALLS = Base.metadata.tables[CallRecord.__tablename__]
+EVENTS = Base.metadata.tables[CallEvent.__tablename__]
+DELIVERIES = Base.metadata.tables[Delivery.__tablename__]
+_NO_VALUES: Row = dict.fromkeys(CALLS.columns.keys())
+
+
 class _Known:
     """The records a batch of changes is about, found by each key a change may name; records
     the batch creates join them, so a later change in the batch finds them too."""
 
-    def __init__(self, records: Sequence[CallRecord]) -> None:
-        self.by_id: dict[str, CallRecord] = {}
-        self.by_ultravox: dict[str, CallRecord] = {}
-        self.by_provider: dict[tuple[str, str], CallRecord] = {}
+    def __init__(self, records: Iterable[Row]) -> None:
+        self.by_id: dict[str, Row] = {}
+        self.by_ultravox: dict[str, Row] = {}
+        self.by_provider: dict[tuple[str, str], Row] = {}
         for record in records:
             self.add(record)
 
-    def add(self, record: CallRecord) -> None:
-        self.by_id[record.id] = record
-        if record.ultravox_call_id:
-            self.by_ultravox[record.ultravox_call_id] = record
-        if record.provider_call_id:
-            self.by_provider[(record.provider, record.provider_call_id)] = record
+    def add(self, record: Row) -> None:
+        self.by_id[record["id"]] = record
+        if record["ultravox_call_id"]:
+            self.by_ultravox[record["ultravox_call_id"]] = record
+        if record["provider_call_id"]:
+            self.by_provider[(record["provider"], record["provider_call_id"])] = record
 
-    def find(self, change: CallChange) -> CallRecord | None:
+    def find(self, change: CallChange) -> Row | None:
         """The record `change` is about: by record id, then Ultravox call id, then provider
         call id."""
         if change.record_id is not None and change.record_id in self.by_id:
@@ -71,7 +103,72 @@ class _Known:
         return None
 
 
-async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> _Known:
+class _Statements:
+    """The writer's statements in one SQL dialect, built once: building a statement costs
+    SQLAlchemy more Python than running it. A list of values is bound as one parameter,
+    whatever its length (`listed`: an array in PostgreSQL, a JSON list in SQLite): the values
+    of a plain IN list are rendered and bound one by one, 5 (SQLite) to 12 (PostgreSQL) Python
+    calls each, in a statement whose text (PostgreSQL's prepared statement) changes with
+    their number."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgresql = dialect == "postgresql"
+        self._loads: dict[int, Select[*tuple[Any, ...]]] = {}
+        self.timeline_keys = select(EVENTS.c.call_id, EVENTS.c.key).where(
+            self._among(EVENTS.c.call_id, "record_ids"), self._among(EVENTS.c.key, "keys")
+        )
+        self.transferred = select(EVENTS.c.call_id).where(
+            self._among(EVENTS.c.call_id, "record_ids"), EVENTS.c.kind == TRANSFER_STARTED
+        )
+        self.unqueue = delete(DELIVERIES).where(
+            self._among(DELIVERIES.c.call_id, "record_ids"), DELIVERIES.c.status == "pending"
+        )
+        self.update_record = update(CALLS).where(CALLS.c.id == bindparam("record_id"))
+        self.insert_records = insert(CALLS)
+        self.insert_events = insert(EVENTS)
+        self.insert_deliveries = insert(DELIVERIES)
+
+    def _among(self, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+        """`column IN` the values of parameter `name`."""
+        if self.postgresql:
+            return column == any_(bindparam(name, type_=ARRAY(String)))
+        listed = func.json_each(bindparam(name, type_=String)).table_valued("value")
+        return column.in_(select(listed.c.value))
+
+    def listed(self, values: Iterable[str]) -> list[str] | str:
+        """The parameter of a list of values."""
+        return list(values) if self.postgresql else json.dumps(list(values))
+
+    def load(self, providers: int) -> Select[*tuple[Any, ...]]:
+        """The records with one of the ids `ids`, Ultravox call ids `ultravox_ids`, or, for
+        each of `providers` providers, with provider `provider_<n>` and one of the call ids
+        `call_ids_<n>`."""
+        if providers not in self._loads:
+            by_provider = [
+                and_(
+                    CALLS.c.provider == bindparam(f"provider_{n}"),
+                    self._among(CALLS.c.provider_call_id, f"call_ids_{n}"),
+                )
+                for n in range(providers)
+            ]
+            self._loads[providers] = select(CALLS).where(
+                or_(
+                    self._among(CALLS.c.id, "ids"),
+                    self._among(CALLS.c.ultravox_call_id, "ultravox_ids"),
+                    *by_provider,
+                )
+            )
+        return self._loads[providers]
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+async def _load(
+    connection: AsyncConnection, statements: _Statements, changes: Sequence[CallChange]
+) -> Sequence[RowMapping]:
     """Every existing record the changes name, in one query."""
     ids = {change.record_id for change in changes if change.record_id is not None}
     ultravox_ids = {change.ultravox_call_id for change in changes if change.ultravox_call_id}
@@ -79,23 +176,22 @@ async def _load(session: AsyncSession, changes: Sequence[CallChange]) -> _Known:
     for change in changes:
         if change.provider and change.provider_call_ids:
             by_provider.setdefault(change.provider, set()).update(change.provider_call_ids)
-    conditions: list[ColumnElement[bool]] = []
-    if ids:
-        conditions.append(CallRecord.id.in_(ids))
-    if ultravox_ids:
-        conditions.append(CallRecord.ultravox_call_id.in_(ultravox_ids))
-    conditions += [
-        and_(CallRecord.provider == provider, CallRecord.provider_call_id.in_(call_ids))
-        for provider, call_ids in by_provider.items()
-    ]
-    if not conditions:
-        return _Known(())
-    found = (await session.execute(select(CallRecord).where(or_(*conditions)))).scalars().all()
-    return _Known(found)
+    if not ids and not ultravox_ids and not by_provider:
+        return ()
+    listed = statements.listed
+    params = {"ids": listed(ids), "ultravox_ids": listed(ultravox_ids)}
+    for n, (provider, call_ids) in enumerate(by_provider.items()):
+        params[f"provider_{n}"] = provider
+        params[f"call_ids_{n}"] = listed(call_ids)
+    query = statements.load(len(by_provider))
+    return (await connection.execute(query, params)).mappings().all()
 
 
 async def _timeline_keys(
-    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+    connection: AsyncConnection,
+    statements: _Statements,
+    known: _Known,
+    changes: Sequence[CallChange],
 ) -> set[tuple[str, str]]:
     """The (record id, key) pairs already on the timelines the changes add keyed entries to."""
     keys = {c.timeline.key for c in changes if c.timeline is not None and c.timeline.key}
@@ -107,15 +203,16 @@ async def _timeline_keys(
             record_ids.add(change.record_id)
         if change.provider and change.provider_call_ids:
             record_ids.add(record_id_for(change.provider, change.provider_call_ids[0]))
-    query = select(CallEvent.call_id, CallEvent.key).where(
-        CallEvent.call_id.in_(record_ids), CallEvent.key.in_(keys)
-    )
-    rows = (await session.execute(query)).all()
+    params = {"record_ids": statements.listed(record_ids), "keys": statements.listed(keys)}
+    rows = (await connection.execute(statements.timeline_keys, params)).all()
     return {(call_id, key) for call_id, key in rows if key is not None}
 
 
 async def _transferred(
-    session: AsyncSession, known: _Known, changes: Sequence[CallChange]
+    connection: AsyncConnection,
+    statements: _Statements,
+    known: _Known,
+    changes: Sequence[CallChange],
 ) -> set[str]:
     """The records, among those the changes name when one of them is an Ultravox end report,
     whose call has been transferred to a person. All of them, not only those each end report
@@ -123,51 +220,55 @@ async def _transferred(
     id by which a later end report finds it."""
     if not known.by_id or not any(c.ends and c.ended_by == ULTRAVOX for c in changes):
         return set()
-    query = select(CallEvent.call_id).where(
-        CallEvent.call_id.in_(set(known.by_id)), CallEvent.kind == TRANSFER_STARTED
-    )
-    return set((await session.execute(query)).scalars().all())
+    params = {"record_ids": statements.listed(known.by_id)}
+    return set((await connection.execute(statements.transferred, params)).scalars().all())
 
 
-def _new_record(change: CallChange, now: datetime) -> CallRecord:
+def _new_record(change: CallChange, now: datetime) -> Row:
     if change.record_id is not None:
         record_id = change.record_id
     elif change.provider and change.provider_call_ids:
         record_id = record_id_for(change.provider, change.provider_call_ids[0])
     else:
         record_id = new_record_id()
-    return CallRecord(
-        id=record_id,
-        provider=change.provider or "unknown",
-        provider_call_id=change.provider_call_ids[0] if change.provider_call_ids else None,
-        direction=change.direction or "inbound",
-        outcome=PENDING,
-        state=LIVE,
-        received_at=change.at,
-        delivery_attempts=0,
-        updated_at=now,
-    )
+    return {
+        **_NO_VALUES,
+        "id": record_id,
+        "provider": change.provider or "unknown",
+        "provider_call_id": change.provider_call_ids[0] if change.provider_call_ids else None,
+        "direction": change.direction or "inbound",
+        "outcome": PENDING,
+        "state": LIVE,
+        "received_at": change.at,
+        "delivery_attempts": 0,
+        "updated_at": now,
+    }
 
 
 async def apply(
-    session: AsyncSession, changes: Sequence[CallChange], outbox_delay: float | None
+    connection: AsyncConnection, changes: Sequence[CallChange], outbox_delay: float | None
 ) -> list[Applied | None]:
     """Merge each change into its record (made when `change.create` and none exists), in
-    order, with a fixed number of queries whatever the number of changes: the records and
-    timeline keys are read at once, the new rows go in one statement per table. When a call
+    order, with few queries whatever the number of changes: the records and timeline keys are
+    read at once, the new rows go in one statement per table, and the records read are updated
+    in one statement per run of them (by id) changing the same columns. When a call
     ends now and `outbox_delay` is given, its summary is queued for delivery that many seconds
     later (time for the provider's status and Ultravox's billing to arrive). An item is None
     when its change names no record and creates none. A row another replica inserted first
     fails the insert (IntegrityError): the caller applies the batch again, which then finds
     it."""
     now = utcnow()
-    known = await _load(session, changes)
-    keys = await _timeline_keys(session, known, changes)
-    transferred = await _transferred(session, known, changes)
+    statements = _statements(connection.dialect.name)
+    loaded = await _load(connection, statements, changes)
+    known = _Known(dict(row) for row in loaded)
+    keys = await _timeline_keys(connection, statements, known, changes)
+    transferred = await _transferred(connection, statements, known, changes)
+    # When the summary of a call that ends now is due, if one is queued.
+    send_at = None if outbox_delay is None else now + timedelta(seconds=outbox_delay)
     applied: list[Applied | None] = []
-    created: list[CallRecord] = []  # inserted at the end, with whatever later changes add
-    events: list[dict[str, Any]] = []
-    deliveries: list[dict[str, Any]] = []
+    created: list[Row] = []  # inserted at the end, with whatever later changes add
+    events: list[Row] = []
+    deliveries: list[Row] = []
     reopened: set[str] = set()
     for change in changes:
         record = known.find(change)
@@ -179,93 +280,108 @@ async def apply(
             created.append(record)
         _merge(record, change)
         known.add(record)  # under the ids this change gave it, too
+        record_id = record["id"]
         entry = change.timeline
-        new_entry = entry is not None and (entry.key is None or (record.id, entry.key) not in keys)
+        new_entry = entry is not None and (entry.key is None or (record_id, entry.key) not in keys)
         if entry is not None and entry.kind == TRANSFER_STARTED:
-            transferred.add(record.id)
+            transferred.add(record_id)
             if new_entry and _reopen(record):
-                reopened.add(record.id)
-                deliveries = [item for item in deliveries if item["call_id"] != record.id]
+                reopened.add(record_id)
+                deliveries = [item for item in deliveries if item["call_id"] != record_id]
         # An agent's call ending is not the phone call's end once the caller went to a person.
-        agent_left = change.ends and change.ended_by == ULTRAVOX and record.id in transferred
+        agent_left = change.ends and change.ended_by == ULTRAVOX and record_id in transferred
         ends = change.ends and not agent_left
         ended_now = False
-        if ends and record.state != ENDED:
-            record.state = ENDED
-            record.ended_at = change.at
-            record.ended_by = change.ended_by
+        if ends and record["state"] != ENDED:
+            record["state"] = ENDED
+            record["ended_at"] = change.at
+            record["ended_by"] = change.ended_by
             ended_now = True
-            if outbox_delay is not None:
+            if send_at is not None:
                 deliveries.append(
                     {
-                        "call_id": record.id,
+                        "call_id": record_id,
                         "status": "pending",
                         "attempts": 0,
-                        "next_attempt_at": now + timedelta(seconds=outbox_delay),
+                        "next_attempt_at": send_at,
                         "created_at": now,
                     }
                 )
-                record.delivery_status = "pending"
-        record.updated_at = now
+                record["delivery_status"] = "pending"
+        record["updated_at"] = now
         if entry is not None and new_entry:
             if entry.key is not None:
-                keys.add((record.id, entry.key))
-            events.append(_event_row(record.id, entry))
+                keys.add((record_id, entry.key))
+            events.append(_event_row(record_id, entry))
         applied.append(
-            Applied(record.id, record.route, ended_now, agent_left and record.state != ENDED)
+            Applied(record_id, record["route"], ended_now, agent_left and record["state"] != ENDED)
         )
-    await session.flush()  # the records that were read and changed
-    # One executemany per table, records first: the timeline and outbox rows refer to them.
+    # The records that were read and changed, then one executemany per table, records first:
+    # the timeline and outbox rows refer to them.
+    for rows in _updates(loaded, known):
+        await connection.execute(statements.update_record, rows)
     if created:
-        await session.execute(insert(CallRecord), [as_dict(record) for record in created])
+        await connection.execute(statements.insert_records, created)
     if events:
-        await session.execute(insert(CallEvent), events)
+        await connection.execute(statements.insert_events, events)
     if reopened:  # before the inserts: a later change in the batch may have ended it again
-        await session.execute(
-            delete(Delivery).where(Delivery.call_id.in_(reopened), Delivery.status == "pending")
-        )
+        await connection.execute(statements.unqueue, {"record_ids": statements.listed(reopened)})
     if deliveries:
-        await session.execute(insert(Delivery), deliveries)
+        await connection.execute(statements.insert_deliveries, deliveries)
     return applied
 
 
-def _reopen(record: CallRecord) -> bool:
+def _updates(loaded: Sequence[RowMapping], known: _Known) -> Iterator[list[Row]]:
+    """The parameters of the UPDATEs of the records that were read: each record's changed
+    columns (a column another writer, the outbox, changed meanwhile is left as it is), by
+    record id, one executemany for each run of records changing the same columns."""
+    changed = []
+    for original in sorted(loaded, key=itemgetter("id")):
+        record = known.by_id[original["id"]]
+        values = {name: value for name, value in record.items() if value != original[name]}
+        if values:
+            changed.append({**values, "record_id": original["id"]})
+    for _, rows in groupby(changed, key=lambda values: values.keys()):
+        yield list(rows)
+
+
+def _reopen(record: Row) -> bool:
     """Undo the end of a record Ultravox's end report closed before its transfer step landed
     (the step is queued, the report written at once): the agent's call ended because the
     caller went to a person, and the phone call goes on. Not once its summary went out."""
-    if record.state != ENDED or record.ended_by != ULTRAVOX:
+    if record["state"] != ENDED or record["ended_by"] != ULTRAVOX:
         return False
-    if record.delivery_status not in (None, "pending"):
+    if record["delivery_status"] not in (None, "pending"):
         return False
-    record.state = LIVE
-    record.ended_at = None
-    record.ended_by = None
-    record.delivery_status = None
+    record["state"] = LIVE
+    record["ended_at"] = None
+    record["ended_by"] = None
+    record["delivery_status"] = None
     return True
 
 
-def _merge(record: CallRecord, change: CallChange) -> None:
-    if change.ultravox_call_id and record.ultravox_call_id is None:
-        record.ultravox_call_id = change.ultravox_call_id
-    if change.provider_call_ids and record.provider_call_id is None:
-        record.provider_call_id = change.provider_call_ids[0]
+def _merge(record: Row, change: CallChange) -> None:
+    if change.ultravox_call_id and record["ultravox_call_id"] is None:
+        record["ultravox_call_id"] = change.ultravox_call_id
+    if change.provider_call_ids and record["provider_call_id"] is None:
+        record["provider_call_id"] = change.provider_call_ids[0]
     for name, value in change.fields.items():
         if value is None:
             continue
-        if name in LATEST_WINS or (name in FIRST_WINS and getattr(record, name) is None):
-            setattr(record, name, value)
-    if change.agent_duration_seconds is not None and record.duration_seconds is None:
-        record.duration_seconds = change.agent_duration_seconds
+        if name in LATEST_WINS or (name in FIRST_WINS and record[name] is None):
+            record[name] = value
+    if change.agent_duration_seconds is not None and record["duration_seconds"] is None:
+        record["duration_seconds"] = change.agent_duration_seconds
     # The call was received when the bridge first decided about it (an event may come first).
-    if change.outcome is not None and change.at < record.received_at:
-        record.received_at = change.at
-    if change.direction and record.outcome == PENDING:
-        record.direction = change.direction
+    if change.outcome is not None and change.at < record["received_at"]:
+        record["received_at"] = change.at
+    if change.direction and record["outcome"] == PENDING:
+        record["direction"] = change.direction
     # A repeated webhook does not hide what the first one did; an event learnt before the
     # bridge's decision is stored (`pending`) leaves the decision to come.
     decisive = change.outcome not in (None, PENDING, DUPLICATE)
-    if decisive or (change.outcome == DUPLICATE and record.outcome == PENDING):
-        record.outcome = change.outcome  # type: ignore[assignment]
+    if decisive or (change.outcome == DUPLICATE and record["outcome"] == PENDING):
+        record["outcome"] = change.outcome
 
 
 async def add_timeline(session: AsyncSession, record_id: str, entry: TimelineEntry) -> bool:
@@ -276,7 +392,7 @@ async def add_timeline(session: AsyncSession, record_id: str, entry: TimelineEnt
         )
         if (await session.execute(query)).first() is not None:
             return False
-    session.add(CallEvent(**_event_row(record_id, entry)))
+    await session.execute(insert(EVENTS), _event_row(record_id, entry))
     return True
 
 
@@ -287,9 +403,7 @@ def _event_row(record_id: str, entry: TimelineEntry) -> dict[str, Any]:
         "source": entry.source,
         "kind": entry.kind,
         "key": entry.key,
-        "detail": json.dumps(_bounded(entry.detail), separators=(",", ":"))
-        if entry.detail
-        else None,
+        "detail": _DETAIL_JSON.encode(_bounded(entry.detail)) if entry.detail else None,
     }
 
 

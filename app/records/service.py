@@ -176,8 +176,8 @@ class CallRecords:
     async def _write(self, changes: Sequence[CallChange]) -> list[Applied | None]:
         for attempt in (1, 2):
             try:
-                async with self.sessions.begin() as session:
-                    return await repository.apply(session, changes, self.outbox_delay)
+                async with self.engine.begin() as connection:
+                    return await repository.apply(connection, changes, self.outbox_delay)
             except IntegrityError:
                 if attempt == 2:
                     raise

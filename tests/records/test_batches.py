@@ -2,21 +2,41 @@
 transferred call's record stays live until the phone call ends, whatever order its reports
 come in."""
 
-from collections.abc import AsyncIterator
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from app.records.changes import ANSWERED, CallChange, TimelineEntry, record_id_for
+from app.calltypes import CallStatus, InboundCall
+from app.records.changes import (
+    ANSWERED,
+    DUPLICATE,
+    FALLBACK,
+    LATE_REPEAT,
+    REFUSED_OVER_LIMIT,
+    REJECTED,
+    Applied,
+    CallChange,
+    TimelineEntry,
+    new_record_id,
+    record_id_for,
+)
 from app.records.database import create_engine, upgrade
+from app.records.lifecycle import CallLifecycle, Decision
 from app.records.limits import MemoryLiveCalls
-from app.records.models import CallRecord, Delivery
+from app.records.models import CallEvent, CallRecord, Delivery
 from app.records.service import CallRecords
+from app.records.sources import status_change, ultravox_event
+from app.transfer.steps import TransferStep, on_call_records
 
 T0 = datetime(2026, 12, 2, 10, tzinfo=UTC)
 SID = "CA00000000000000000000000000000b01"
 RECORD = record_id_for("twilio", SID)
+NUMBERS = ("+15550001111", "+15550002222")
 
 
 @pytest.fixture
@@ -186,3 +206,215 @@ async def test_the_agent_leaving_a_transferred_call_gives_its_live_call_slot_bac
         assert await live.acquire("another-call", "sales", None, 3600)
     finally:
         await engine.dispose()
+
+
+# --- a batch is the changes one by one: random histories of a few calls ------------------------
+
+NOW = datetime(2026, 12, 2, 11, tzinfo=UTC)  # the writer's clock, fixed so both runs agree
+OUTCOMES = (ANSWERED,) * 4 + (DUPLICATE, FALLBACK, REJECTED, REFUSED_OVER_LIMIT, LATE_REPEAT)
+
+
+class History:
+    """The changes of a few calls' lives interleaved, with some out of order and some
+    repeated, made by the code that makes them in the service: the flows' decisions (inbound
+    and outbound), Ultravox's events, the providers' status reports, transfer steps, relayed
+    and web calls' ends, and the upkeep's closing."""
+
+    def __init__(self, records: CallRecords, rng: random.Random) -> None:
+        self.records = records
+        self.rng = rng
+        self.lifecycle = CallLifecycle(records, mask_numbers=False)
+        self.transfer = on_call_records(records)
+        # Outbound calls' records are named before the provider's call id is known.
+        self.outbound: dict[str, str] = {}
+
+    def changes(self, calls: int) -> list[CallChange]:
+        lives = [self.life(f"CA{self.rng.randrange(16**8):08x}{n:024d}") for n in range(calls)]
+        made: list[CallChange] = []
+        while any(lives):
+            life = self.rng.choice([life for life in lives if life])
+            # Now and then a step overtakes one or two before it, or is reported again.
+            make = life.pop(min(len(life) - 1, self.rng.choice([0, 0, 0, 0, 1, 1, 2])))
+            make()
+            while not self.records._queue.empty():
+                made.append(self.records._queue.get_nowait())
+            if made and self.rng.random() < 0.1:
+                made.append(self.rng.choice(made))
+        return made
+
+    def life(self, sid: str) -> list[Callable[[], None]]:
+        rng = self.rng
+        if rng.random() < 0.3:
+            self.outbound[sid] = new_record_id()
+        agent, returned_to = f"uv-{sid[2:10]}-0", f"uv-{sid[2:10]}-1"
+        at = T0 + timedelta(seconds=rng.randrange(60))
+        decided = partial(self.decided, sid, agent, at)
+        event = partial(self.ultravox, sid, agent, at)
+        steps = [lambda: decided(rng.choice(OUTCOMES)), partial(event, "call.started")]
+        steps += [partial(event, "call.joined")]
+        if rng.random() < 0.6:
+            steps.append(partial(self.transferred, sid, agent, at, "started"))
+            if rng.random() < 0.5:  # the caller comes back to a new agent
+                steps.append(partial(self.transferred, sid, agent, at, "returned"))
+                steps.append(partial(self.ultravox, sid, returned_to, at, "call.joined"))
+        ended = [partial(event, "call.ended"), partial(event, "call.billed")]
+        if rng.random() < 0.3:  # the transfer step, queued, lands after the agent's end
+            steps[3:3] = ended
+        else:
+            steps += ended
+        steps.append(partial(self.status, sid, at, "in-progress"))
+        if rng.random() < 0.8:  # else the call is still going on
+            steps.append(partial(self.status, sid, at, "completed"))
+        if rng.random() < 0.3:
+            steps.insert(rng.randrange(len(steps)), partial(self.elsewhere, sid, agent, at))
+        if rng.random() < 0.2:
+            steps.insert(rng.randrange(len(steps)), partial(decided, DUPLICATE))
+        if rng.random() < 0.2:
+            steps.append(partial(decided, LATE_REPEAT))
+        return steps
+
+    def decided(self, sid: str, agent: str, at: datetime, outcome: str) -> None:
+        started = outcome in (ANSWERED, DUPLICATE)
+        outbound = sid in self.outbound
+        named = not outbound or self.rng.random() < 0.7
+        self.lifecycle.decided(
+            Decision(
+                InboundCall("twilio", sid if named else "", *NUMBERS),
+                outcome,
+                at.timestamp(),
+                direction="outbound" if outbound else "inbound",
+                route=self.rng.choice(["sales", "support", None]),
+                ultravox_call_id=agent if started else None,
+                lifetime_seconds=3600.0 if started else None,
+                reason=None if started else "no agent",
+                record_id=self.outbound.get(sid),
+            )
+        )
+
+    def ultravox(self, sid: str, agent: str, at: datetime, event: str) -> None:
+        call: dict[str, object] = {"callId": agent, "created": at.isoformat()}
+        if sid in self.outbound:  # placed before the provider named the call
+            call["metadata"] = {"provider": "twilio", "direction": "outbound"}
+        elif self.rng.random() < 0.7:
+            call["metadata"] = {"provider": "twilio", "providerCallId": sid}
+        if event != "call.started":
+            call["joined"] = (at + timedelta(seconds=5)).isoformat()
+        if event in ("call.ended", "call.billed"):
+            ended = at + timedelta(seconds=self.rng.randrange(10, 100))
+            reason = self.rng.choice(["hangup", "unjoined"])
+            call |= {"ended": ended.isoformat(), "endReason": reason}
+        if event == "call.billed":
+            call |= {"billedDuration": "61.5s", "billingStatus": "BILLING_STATUS_BILLED"}
+        _, change = ultravox_event({"event": event, "call": call}, {"twilio"})
+        self.records.record(change)
+
+    def status(self, sid: str, at: datetime, status: str) -> None:
+        final = status == "completed"
+        self.records.record(
+            status_change(
+                CallStatus(
+                    "twilio",
+                    (sid,),
+                    status,
+                    final,
+                    duration_seconds=float(self.rng.randrange(100, 300)) if final else None,
+                    at=(at + timedelta(seconds=300 if final else 1)).timestamp(),
+                    sequence=str(self.rng.randrange(2)),
+                )
+            )
+        )
+
+    def transferred(self, sid: str, agent: str, at: datetime, outcome: str) -> None:
+        by_agent, by_phone = self.rng.choice([(True, True), (True, False), (False, True)])
+        self.transfer(
+            TransferStep(
+                transfer_id="t1",
+                provider="twilio",
+                provider_call_id=sid if by_phone else "",
+                ultravox_call_id=agent if by_agent else "",
+                route="sales",
+                target="+15550000001",
+                mode="cold",
+                outcome=outcome,
+                at=at + timedelta(seconds=30),
+            )
+        )
+
+    def elsewhere(self, sid: str, agent: str, at: datetime) -> None:
+        """A relayed call's end, a web page's end, the upkeep closing a call, a failed web call."""
+        pick = self.rng.randrange(4)
+        if pick == 0:
+            self.lifecycle.relay_ended("twilio", sid, "caller")
+        elif pick == 1:
+            self.lifecycle.web_call_ended(agent, self.rng.choice(["hung_up", "was_over"]))
+        elif pick == 2:
+            closing = TimelineEntry(at, "bridge", "closed.no_end_reported", {}, key="closed")
+            record_id = self.outbound.get(sid) or record_id_for("twilio", sid)
+            self.records.record(
+                CallChange(
+                    at=at, record_id=record_id, ends=True, ended_by="timeout", timeline=closing
+                )
+            )
+        else:
+            self.lifecycle.web_call_failed("web", "sales", "Ultravox said no")
+
+
+async def contents(records: CallRecords) -> dict[str, list[dict[str, object]]]:
+    """Every row of the records' tables, the timeline's and outbox's in the order written and
+    without their ids (a sequence in PostgreSQL goes on after a delete)."""
+    found = {}
+    async with records.sessions() as session:
+        for model in (CallRecord, CallEvent, Delivery):
+            table = model.__table__
+            rows = (await session.execute(select(table).order_by(table.c.id))).mappings()
+            found[model.__tablename__] = [
+                {key: value for key, value in row.items() if model is CallRecord or key != "id"}
+                for row in rows
+            ]
+    return found
+
+
+async def empty(records: CallRecords) -> None:
+    async with records.sessions.begin() as session:
+        for model in (Delivery, CallEvent, CallRecord):
+            await session.execute(delete(model))
+
+
+async def test_a_batch_writes_what_its_changes_write_one_by_one(
+    records: CallRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random histories of a few calls (events before the call's record, repeated and late
+    reports, transfers before and after the agent's end), each written one change per write
+    and then again in batches of random sizes, later batches finding the records earlier ones
+    wrote: the same records, timelines, outbox and answers to the writer."""
+    monkeypatch.setattr("app.records.repository.utcnow", lambda: NOW)
+    seen: Counter[str] = Counter()
+    for seed in range(8):
+        rng = random.Random(seed)
+        changes = History(records, rng).changes(calls=6)
+
+        one_by_one = [item for change in changes for item in await records._write([change])]
+        expected = await contents(records)
+        await empty(records)
+        batched: list[Applied | None] = []
+        start = 0
+        while start < len(changes):
+            size = rng.choice([1, 2, 3, 5, 8, 13, 30])
+            batched += await records._write(changes[start : start + size])
+            start += size
+
+        assert batched == one_by_one, f"seed {seed}"
+        assert await contents(records) == expected, f"seed {seed}"
+        await empty(records)
+        done = [item for item in one_by_one if item is not None]
+        seen.update(row["state"] for row in expected["calls"])
+        seen.update(
+            found=len(done),
+            found_none=len(one_by_one) - len(done),
+            ended_now=sum(item.ended_now for item in done),
+            agent_left=sum(item.agent_left for item in done),
+        )
+    # The histories went where a batch differs from one change: records found and not, calls
+    # that went on after their agent left, and ends undone by a transfer step (a record ends
+    # more often than there are ended records).
+    assert min(seen.values()) > 0 and seen["ended_now"] > seen["ended"], seen

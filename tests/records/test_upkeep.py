@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -168,6 +168,32 @@ async def test_a_call_whose_end_never_comes_is_closed_and_frees_its_slot() -> No
             assert (call["state"], call["endedBy"]) == ("ended", "timeout")
             other = await twilio_webhook(twilio_fields("CA" + "b" * 32)).send(client)
     assert "<Stream" in other.text
+
+
+async def test_a_deadline_given_in_another_zone_is_kept_as_its_instant(database_url: str) -> None:
+    """Times are stored in UTC whatever zone they come in (SQLite keeps no zone and compares
+    the text): one given at +02:00 reads back as the same instant, and is past when it is."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    records = CallRecords(engine, MemoryLiveCalls(None), retention_days=0, outbox_delay=None)
+    deadline = (utcnow() - timedelta(minutes=1)).astimezone(timezone(timedelta(hours=2)))
+    change = CallChange(
+        at=deadline - timedelta(hours=1),
+        record_id="in-another-zone",
+        provider="twilio",
+        create=True,
+        fields={"expires_at": deadline},
+    )
+    try:
+        await records._write([change])
+        async with records.sessions() as session:
+            record = await session.get(CallRecord, "in-another-zone")
+        assert record is not None
+        assert (record.expires_at, record.received_at) == (deadline, change.at)
+        assert record.expires_at is not None and record.expires_at.tzinfo is UTC
+        assert await records.close_overdue() == 1
+    finally:
+        await engine.dispose()
 
 
 async def test_records_older_than_the_retention_are_purged(tmp_path: Path) -> None:
