@@ -6,6 +6,7 @@ the database, Ultravox repeats its webhooks), so applying them is order-independ
 fields and first times are kept once set, the end is the first end reported, and a repeated
 timeline entry (same `key`) is stored once."""
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,6 +64,13 @@ _RECORD_NAMESPACE = uuid.UUID("6f0c1b7e-2a3d-4c5b-9e8f-0a1b2c3d4e5f")
 def record_id_for(provider: str, provider_call_id: str) -> str:
     """The record id of a provider's call: the same on every replica, so two replicas writing
     the same call's record meet on one row."""
+    return _record_id(provider, provider_call_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_id(provider: str, provider_call_id: str) -> str:
+    """Kept for the calls seen last: a webhook's admission, its decision and the writer each
+    ask for the id."""
     return str(uuid.uuid5(_RECORD_NAMESPACE, f"{provider}:{provider_call_id}"))
 
 

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from typing import Any
 
+from app.metrics import series
 from app.records import metrics
 
 logger = logging.getLogger("app.records")
@@ -44,8 +45,8 @@ class LiveCalls(ABC):
         """Let go of connections."""
 
     def _show(self, route: str, route_count: int, total: int) -> None:
-        metrics.LIVE_CALLS.labels(route=route).set(route_count)
-        metrics.LIVE_CALLS.labels(route=ALL_ROUTES).set(total)
+        series(metrics.LIVE_CALLS, route).set(route_count)
+        series(metrics.LIVE_CALLS, ALL_ROUTES).set(total)
 
 
 class MemoryLiveCalls(LiveCalls):
