@@ -42,9 +42,9 @@ def where(code: types.CodeType | None, function: Any = None) -> str:
     path = code.co_filename
     if "/site-packages/" in path:
         return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if path.startswith(str(ROOT / "app")):
-        parts = Path(path).relative_to(ROOT).with_suffix("").parts
-        return ".".join(parts[:2])
+    if "/app/" in path and not path.startswith(str(ROOT / "bench")):
+        parts = Path(path.rsplit("/app/", 1)[1]).with_suffix("").parts
+        return ".".join(("app", *parts[:1]))
     if path.startswith(str(ROOT / "bench")):
         return "bench"
     return "stdlib." + Path(path).stem
@@ -192,6 +192,13 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="packages listed")
     parser.add_argument("--functions", type=int, default=0, help="functions listed")
     parser.add_argument("--callers", help="list where calls into this package come from")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=ROOT,
+        help="count the service's `app` from this directory, e.g. an older commit's "
+        "(`git archive COMMIT app | tar -x -C DIR`)",
+    )
     args = parser.parse_args()
     standin_port = free_port()
     standin = subprocess.Popen(
@@ -210,7 +217,7 @@ def main() -> None:
             DATABASE_URL=f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/calls.db",
         )
         sys.path.insert(0, str(ROOT / "bench" / "peers"))
-        sys.path.insert(0, str(ROOT))
+        sys.path.insert(0, str(args.source.resolve()))
         from floor import Floor
 
         from app.main import create_app
