@@ -189,6 +189,7 @@ def table(rows: dict[str, Counter], count: int, top: int, functions: int) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--webhooks", type=int, default=300)
+    parser.add_argument("--warm", type=int, default=100, help="webhooks before counting")
     parser.add_argument("--top", type=int, default=25, help="packages listed")
     parser.add_argument("--functions", type=int, default=0, help="functions listed")
     parser.add_argument("--callers", help="list where calls into this package come from")
@@ -225,7 +226,7 @@ def main() -> None:
         service = create_app(setup_logging=True)
         # The log lines are written, as in production, but not to this terminal.
         stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115
-        warm = 100
+        warm = args.warm
         hooks = twilio_webhooks(8000, warm + args.webhooks)
         rows = {
             "service": uvloop.run(measure("service", service, hooks, warm, args.callers)),

@@ -40,13 +40,16 @@ def profile(pid: int, drive: Callable[[], object], scratch: Path, keep: Path | N
 # Stages of a webhook, each named by the function that does it (the frame's text in py-spy's
 # stacks); a stage's share counts every sample with that function on the stack.
 STAGES = (
-    ("Whole webhook handler (app/api/webhooks.py:incoming)", "webhooks.py:incoming"),
-    ("Read the request (webhook_request)", "webhooks.py:webhook_request"),
+    ("Whole webhook (app/api/webhooks.py:WebhookDispatch)", "WebhookDispatch.__call__"),
+    ("Read the request (webhook_from)", "webhooks.py:webhook_from"),
     ("Check the signature (ProviderAdapter.check)", "ProviderAdapter.check"),
     ("Create the Ultravox call (UltravoxClient._create)", "UltravoxClient._create"),
-    ("... of which httpcore's pool bookkeeping", "_assign_requests_to_connections"),
+    ("... of which aiohttp's request", "ClientSession._request"),
+    ("... of which the httpx objects around it", "httpx/"),
     ("Build the answer XML (stream_answer)", "stream_answer"),
+    ("After the answer: log line, metrics, record (Bridge._report)", "Bridge._report"),
     ("Log lines (logging)", "logging/__init__.py:Logger."),
+    ("Records writer (CallRecords._write)", "CallRecords._write"),
 )
 
 
