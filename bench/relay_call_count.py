@@ -96,6 +96,9 @@ class Calls:
             collections.Counter
         )
         self.objects: collections.Counter[str] = collections.Counter()
+        self.allocators: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
         self.roots: collections.Counter[str] = collections.Counter()
         self.callers_of = callers_of
         self.callers: collections.Counter[str] = collections.Counter()
@@ -110,6 +113,17 @@ class Calls:
             group = self._where[code] = where(code)
         return group
 
+    def _allocator(self, frame: types.FrameType, event: str, arg: Any) -> str:
+        """Where the code that ran since the previous event was: before a call, in its caller
+        (for a callback or a task, in the event loop); after a call into C, in that function."""
+        if event in ("c_return", "c_exception"):
+            return f"{where(None, arg)}:{getattr(arg, '__qualname__', '?')}"
+        if event == "call":
+            if frame.f_back is None or frame.f_back is self.base:
+                return "the event loop"
+            frame = frame.f_back
+        return f"{self._group(frame.f_code)}:{frame.f_code.co_qualname}"
+
     def __call__(self, frame: types.FrameType, event: str, arg: Any) -> None:
         allocated = gc.get_count()[0] - self._young + self._freed
         self._freed = 0
@@ -123,6 +137,7 @@ class Calls:
             self._freed = 1  # ... freed once the call is over (a generator's, not at a yield)
         if allocated > 0:
             self.objects[self.direction] += allocated
+            self.allocators[self.direction][self._allocator(frame, event, arg)] += allocated
         if event == "call":
             if frame.f_back is self.base:  # the loop entered Python: a callback or a task
                 self.direction = DIRECTIONS.get(code.co_qualname, "other")
@@ -220,12 +235,16 @@ async def measure(args: argparse.Namespace) -> None:
         port=app_port,
         log_level="warning",
         access_log=False,
+        ws=args.ws,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     try:
         wait_for_port(rest_port, fake)
-        while not server.started:  # noqa: ASYNC110 - uvicorn sets a flag, not an event
+        while not server.started:  # uvicorn sets a flag, not an event
+            if serving.done():
+                await serving  # it could not start: its error
+                raise SystemExit("the service did not start")
             await asyncio.sleep(0.05)
         driver = subprocess.Popen(  # noqa: ASYNC220 - started before anything is counted
             [sys.executable, __file__, "--driver", str(app_port), str(args.calls)]
@@ -274,6 +293,9 @@ def report(
             lines.append("  busiest functions:")
             for function, calls_in in calls.functions[direction].most_common(args.functions):
                 lines.append(f"  {calls_in / n:8.2f}  {function}")
+            lines.append("  where objects were allocated:")
+            for function, objects in calls.allocators[direction].most_common(args.functions):
+                lines.append(f"  {objects / n:8.2f}  {function}")
         lines.append("")
     lines.append("where the event loop entered Python, per frame either way:")
     for root, n in calls.roots.most_common(args.top):
@@ -310,6 +332,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="packages listed")
     parser.add_argument("--functions", type=int, default=0, help="functions listed")
     parser.add_argument("--callers", help="list where calls into this package come from")
+    parser.add_argument(
+        "--ws",
+        default="auto",
+        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
+        help="uvicorn's WebSocket implementation in the service",
+    )
     parser.add_argument("--driver", nargs=2, type=int, metavar=("APP_PORT", "CALLS"))
     args = parser.parse_args()
     sys.path.insert(0, str(BENCH))
