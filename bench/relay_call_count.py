@@ -53,7 +53,7 @@ DIRECTIONS = {
     "Relay._caller_to_agent": "to_ultravox",
     "ResponseHandler.data_received": "to_platform",
     "Relay._agent_to_queue": "to_platform",
-    "_set_result_unless_cancelled": "to_platform",  # asyncio.sleep's timer: the pacer's
+    "_wake": "to_platform",  # the pacer's timer (MonotonicClock.sleep_until)
     "PacedSender.run": "to_platform",
 }
 GENERATORS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
