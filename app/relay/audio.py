@@ -35,12 +35,15 @@ class FrameQueue:
             self._audio.set()
 
     def pop_frame(self) -> bytes | None:
-        """The next whole frame, or None when less than a frame is queued."""
-        if len(self._buffer) < self.frame_size:
+        """The next whole frame, or None when less than a frame is queued. (The pacer calls it
+        for every frame, so `_settle` is written out.)"""
+        buffer, size = self._buffer, self.frame_size
+        if len(buffer) < size:
             return None
-        frame = bytes(self._buffer[: self.frame_size])
-        del self._buffer[: self.frame_size]
-        self._settle()
+        frame = bytes(buffer[:size])
+        del buffer[:size]
+        if not buffer:
+            self._audio.clear()
         return frame
 
     def pop_frames(self, max_bytes: int) -> bytes:

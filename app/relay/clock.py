@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 
@@ -12,18 +13,33 @@ class Clock(Protocol):
         """Seconds on a monotonic scale (never goes back, unaffected by wall-clock changes)."""
         ...
 
-    async def sleep_until(self, deadline: float) -> None:
-        """Return once `now()` has reached `deadline` (at once if it already has)."""
+    def sleep_until(self, deadline: float) -> Awaitable[None]:
+        """Awaited, returns once `now()` has reached `deadline` (at once if it already has)."""
         ...
 
 
 class MonotonicClock:
-    """The real clock: `time.monotonic`, the same scale asyncio's own timers use."""
+    """The real clock: `time.monotonic`, the same scale asyncio's own timers use. The pacer
+    reads it twice and sleeps on it once per frame of every call, so both take the least
+    Python: `now` is the C function itself, and a sleep is a future a timer completes (what
+    `asyncio.sleep` awaits, without a coroutine around it)."""
 
-    def now(self) -> float:
-        return time.monotonic()
+    now = staticmethod(time.monotonic)
 
-    async def sleep_until(self, deadline: float) -> None:
+    def sleep_until(self, deadline: float) -> "asyncio.Future[None]":
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
         delay = deadline - time.monotonic()
         if delay > 0:
-            await asyncio.sleep(delay)
+            loop.call_later(delay, _wake, woken)
+        else:
+            woken.set_result(None)
+        return woken
+
+
+def _wake(woken: "asyncio.Future[None]") -> None:
+    # Cancelled if the task awaiting it was: then there is nothing to wake. (Unlike a cancelled
+    # `asyncio.sleep`'s, the timer stays until it falls due: within a frame time, for the
+    # relay's sleeps.)
+    if not woken.done():
+        woken.set_result(None)

@@ -35,7 +35,7 @@ class PacedSender:
         self._on_underrun = on_underrun
         self._on_lateness = on_lateness
         self._frame_seconds = frame_seconds
-        self.sent = 0
+        self.sent = 0  # frames, each its own message (the relay's metric)
 
     async def run(self) -> None:
         step = self._frame_seconds
@@ -95,7 +95,7 @@ class FlowSender:
         self._max_message_bytes = max(queue.frame_size, max_message_bytes)
         self._on_underrun = on_underrun
         self._frame_seconds = frame_seconds
-        self.sent = 0
+        self.sent = 0  # messages, each of one or more whole frames (the relay's metric)
 
     async def run(self) -> None:
         while True:
@@ -115,4 +115,4 @@ class FlowSender:
                     continue
                 await self._writable()
             await self._send(chunk)
-            self.sent += len(chunk) // self._queue.frame_size
+            self.sent += 1

@@ -32,6 +32,8 @@ MAX_QUEUED_SECONDS = 2 * CLIENT_BUFFER_MS / 1000
 # A ping this often finds a connection to Ultravox that died without a close; one without a
 # pong within half of it ends the call.
 KEEPALIVE_SECONDS = 20.0
+# How often the frames relayed are added to the metrics (app/relay/metrics.py).
+PUBLISH_SECONDS = 1.0
 
 
 def digit_message(digit: str) -> dict[str, Any]:
@@ -80,19 +82,21 @@ class Relay:
         self.open_timeout = open_timeout
         self.queue = FrameQueue(platform.frame_size)
         provider = platform.provider
-        self._to_ultravox = metrics.FRAMES.labels(provider, "to_ultravox")
-        self._to_platform = metrics.FRAMES.labels(provider, "to_platform")
+        self.counts = metrics.FrameCounts(provider)
         self._clears = metrics.CLEARS.labels(provider)
         self._underruns = metrics.UNDERRUNS.labels(provider)
-        self._lateness = metrics.FRAME_LATENESS.labels(provider)
+        self.player = self._player()
 
     async def run(self) -> str:
         """Relay until the call ends; returns who ended it: caller, agent or error."""
         live = metrics.LIVE_RELAYS.labels(self.platform.provider)
         live.inc()
+        publisher = asyncio.create_task(self._publish_counts())
         try:
             ended_by = await self._run()
         finally:
+            publisher.cancel()
+            self.counts.publish(self.player.sent)
             live.dec()
         metrics.RELAYS_ENDED.labels(self.platform.provider, ended_by).inc()
         logger.info("relay.ended", extra={"fields": {**self.ids.fields(), "ended_by": ended_by}})
@@ -130,7 +134,7 @@ class Relay:
     async def _relay(self, ultravox: aiohttp.ClientWebSocketResponse) -> str:
         caller = asyncio.create_task(self._caller_to_agent(ultravox))
         agent = asyncio.create_task(self._agent_to_queue(ultravox))
-        player = asyncio.create_task(self._player().run())
+        player = asyncio.create_task(self.player.run())
         try:
             done, _ = await asyncio.wait(
                 {caller, agent, player}, return_when=asyncio.FIRST_COMPLETED
@@ -153,7 +157,7 @@ class Relay:
         if self.platform.paces_playback:
             return FlowSender(
                 self.queue,
-                self._send_to_platform,
+                self.platform.send_audio,
                 self.clock,
                 self.platform.writable,
                 self.platform.max_message_bytes,
@@ -161,23 +165,25 @@ class Relay:
             )
         return PacedSender(
             self.queue,
-            self._send_to_platform,
+            self.platform.send_audio,
             self.clock,
             self._underruns.inc,
-            self._lateness.observe,
+            self.counts.observe_lateness,
         )
 
-    async def _send_to_platform(self, audio: bytes) -> None:
-        await self.platform.send_audio(audio)
-        self._to_platform.inc()
+    async def _publish_counts(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_SECONDS)
+            self.counts.publish(self.player.sent)
 
     async def _caller_to_agent(self, ultravox: aiohttp.ClientWebSocketResponse) -> None:
+        receive, send, counts = self.platform.receive, ultravox.send_bytes, self.counts
         try:
             while True:
-                event = await self.platform.receive()
+                event = await receive()
                 if isinstance(event, CallerAudio):
-                    await ultravox.send_bytes(event.audio)
-                    self._to_ultravox.inc()
+                    await send(event.audio)
+                    counts.to_ultravox += 1
                 elif isinstance(event, Digit):
                     await ultravox.send_str(json.dumps(digit_message(event.digit)))
                     logger.debug(

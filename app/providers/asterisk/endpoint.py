@@ -29,7 +29,6 @@ from app.providers.media import (
 from app.relay.medium import server_websocket_medium
 from app.relay.platform import (
     SOCKET_ERRORS,
-    CallerAudio,
     Digit,
     PlatformClosed,
     PlatformEvent,
@@ -95,11 +94,8 @@ class AsteriskMedia(PlatformMedia):
         """Send a command in the control format the PBX uses."""
         await self._send_text(json.dumps({"command": name}) if self._json_commands else name)
 
-    async def receive(self) -> PlatformEvent:
-        message = await self._next_message()
-        if isinstance(message, bytes):
-            return CallerAudio(message)
-        event = parse_control(message)
+    def _text_event(self, text: str) -> PlatformEvent:
+        event = parse_control(text)
         name = event.get("event")
         if name == "DTMF_END" and event.get("digit"):
             return Digit(event["digit"])

@@ -39,7 +39,7 @@ from app.providers.media import (
 )
 from app.providers.vonage.options import VonageOptions
 from app.relay.medium import server_websocket_medium
-from app.relay.platform import CallerAudio, Digit, PlatformEvent, PlatformMedia
+from app.relay.platform import Digit, PlatformEvent, PlatformMedia
 from app.relay.relay import CallIds
 from app.settings import ServiceSettings
 from app.store import Store
@@ -107,12 +107,9 @@ class VonageMedia(PlatformMedia):
     def __init__(self, websocket: WebSocket, sample_rate: int) -> None:
         super().__init__(websocket, VonageAdapter.name, sample_rate)
 
-    async def receive(self) -> PlatformEvent:
-        message = await self._next_message()
-        if isinstance(message, bytes):
-            return CallerAudio(message)
+    def _text_event(self, text: str) -> PlatformEvent:
         try:
-            event = json.loads(message)
+            event = json.loads(text)
         except json.JSONDecodeError:
             return None
         if not isinstance(event, dict) or event.get("event") != "websocket:dtmf":
