@@ -138,10 +138,10 @@ class WebhookDispatch:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("root_path"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parts = scope["path"].split("/")
+        parts = _route_path(scope).split("/")
         if not _is_webhook(parts):
             await self.app(scope, receive, send)
             return
@@ -168,6 +168,16 @@ class WebhookDispatch:
             raise
         await answer_response(answered.answer)(scope, receive, send)
         answered.report()
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the framework's routes match it: without the root path (`uvicorn
+    --root-path`) when it starts with it, as is when a proxy stripped the prefix already."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
 
 
 def _is_webhook(parts: list[str]) -> bool:

@@ -11,6 +11,7 @@ import respx
 
 from app.main import create_app
 from tests.conftest import (
+    BASE_URL,
     JOIN_URL,
     created_call,
     make_settings,
@@ -168,3 +169,26 @@ async def test_the_answer_carries_the_request_id(ultravox: respx.MockRouter) -> 
     assert response.status_code == 200
     assert JOIN_URL.replace("&", "&amp;") in response.text
     assert response.headers["x-request-id"] == "req-7"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/bridge/twilio/incoming",  # uvicorn --root-path /bridge: the path keeps the prefix
+        "/twilio/incoming",  # a proxy that strips the prefix before passing the request on
+    ],
+)
+async def test_a_webhook_under_a_root_path_is_answered(
+    path: str, ultravox: respx.MockRouter
+) -> None:
+    """As the framework's routes matched it: the root path (`uvicorn --root-path`) is not part
+    of the route."""
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, root_path="/bridge")
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            response = await twilio_webhook(twilio_fields(), path=path).send(client)
+    assert response.status_code == 200
+    assert JOIN_URL.replace("&", "&amp;") in response.text
+    assert route.call_count == 1
