@@ -166,8 +166,11 @@ class WebhookDispatch:
             # the server to log with its traceback.
             await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
             raise
-        await answer_response(answered.answer)(scope, receive, send)
-        answered.report()
+        try:
+            await answer_response(answered.answer)(scope, receive, send)
+        finally:
+            # Whether or not the provider is still there to take the answer: the call is made.
+            answered.report()
 
 
 def _route_path(scope: Scope) -> str:
