@@ -55,17 +55,26 @@ async def receive_body(receive: Receive, declared: str, limit: int = MAX_BODY_BY
     declared or read past `limit`, `BodyCutOff` when the client leaves before its end."""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body over {limit} bytes")
-    body = b""
+    # A body in several messages, gathered in place: adding each to a copy of what came before
+    # would cost its size squared when a client sends it a byte at a time.
+    gathered: bytearray | None = None
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise BodyCutOff("the connection closed before the body ended")
         chunk: bytes = message.get("body", b"")
-        body += chunk
-        if len(body) > limit:
+        more: bool = message.get("more_body", False)
+        if gathered is None and not more:  # the whole body in one message, as nearly always
+            if len(chunk) > limit:
+                raise PayloadTooLarge(f"body over {limit} bytes")
+            return chunk
+        if gathered is None:
+            gathered = bytearray()
+        gathered += chunk
+        if len(gathered) > limit:
             raise PayloadTooLarge(f"body over {limit} bytes")
-        if not message.get("more_body", False):
-            return body
+        if not more:
+            return bytes(gathered)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
