@@ -150,7 +150,13 @@ class WebhookDispatch:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parts = _route_path(scope).split("/")
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path + "/"):
+            # As the framework's routes match it: without the root path (`uvicorn --root-path`)
+            # it starts with; as it is when a proxy stripped the prefix already.
+            path = path[len(root_path) :]
+        parts = path.split("/")
         if not _is_webhook(parts):
             await self.app(scope, receive, send)
             return
@@ -180,16 +186,6 @@ class WebhookDispatch:
         finally:
             # Whether or not the provider is still there to take the answer: the call is made.
             answered.report()
-
-
-def _route_path(scope: Scope) -> str:
-    """The path as the framework's routes match it: without the root path (`uvicorn
-    --root-path`) when it starts with it, as is when a proxy stripped the prefix already."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 def _is_webhook(parts: list[str]) -> bool:
