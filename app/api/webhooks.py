@@ -55,17 +55,26 @@ async def receive_body(receive: Receive, declared: str, limit: int = MAX_BODY_BY
     declared or read past `limit`, `BodyCutOff` when the client leaves before its end."""
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body over {limit} bytes")
-    body = b""
+    # A body in several messages, gathered in place: adding each to a copy of what came before
+    # would cost its size squared when a client sends it a byte at a time.
+    gathered: bytearray | None = None
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise BodyCutOff("the connection closed before the body ended")
         chunk: bytes = message.get("body", b"")
-        body += chunk
-        if len(body) > limit:
+        more: bool = message.get("more_body", False)
+        if gathered is None and not more:  # the whole body in one message, as nearly always
+            if len(chunk) > limit:
+                raise PayloadTooLarge(f"body over {limit} bytes")
+            return chunk
+        if gathered is None:
+            gathered = bytearray()
+        gathered += chunk
+        if len(gathered) > limit:
             raise PayloadTooLarge(f"body over {limit} bytes")
-        if not message.get("more_body", False):
-            return body
+        if not more:
+            return bytes(gathered)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -138,10 +147,16 @@ class WebhookDispatch:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("root_path"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        parts = scope["path"].split("/")
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path + "/"):
+            # As the framework's routes match it: without the root path (`uvicorn --root-path`)
+            # it starts with; as it is when a proxy stripped the prefix already.
+            path = path[len(root_path) :]
+        parts = path.split("/")
         if not _is_webhook(parts):
             await self.app(scope, receive, send)
             return
@@ -166,8 +181,11 @@ class WebhookDispatch:
             # the server to log with its traceback.
             await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
             raise
-        await answer_response(answered.answer)(scope, receive, send)
-        answered.report()
+        try:
+            await answer_response(answered.answer)(scope, receive, send)
+        finally:
+            # Whether or not the provider is still there to take the answer: the call is made.
+            answered.report()
 
 
 def _is_webhook(parts: list[str]) -> bool:

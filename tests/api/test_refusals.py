@@ -6,7 +6,9 @@ from urllib.parse import urlencode
 import pytest
 import respx
 from nacl.signing import SigningKey
+from starlette.types import Message
 
+from app.api.webhooks import MAX_BODY_BYTES, receive_body
 from tests.conftest import (
     BASE_URL,
     ProviderCase,
@@ -206,6 +208,36 @@ async def test_chunked_body_over_64_kib_is_refused(no_ultravox: respx.MockRouter
         )
     assert response.status_code == 413
     assert no_ultravox.calls.call_count == 0
+
+
+async def test_a_body_sent_a_byte_at_a_time_costs_in_proportion_to_its_size() -> None:
+    """A client may send its body a byte a message, within the body deadline and before any
+    signature is checked: gathering it must copy it a bounded number of times, not once per
+    message (64 KiB a byte at a time would be 2 GiB copied)."""
+    copied = 0
+
+    class Chunk(bytes):
+        def __radd__(self, before: object) -> bytes:
+            """`before + chunk`, of immutable bytes: both are copied into a new object. (Added
+            to a bytearray, the chunk is appended in place.)"""
+            if not isinstance(before, bytes):
+                return NotImplemented
+            nonlocal copied
+            copied += len(before) + len(self)
+            return bytes(before) + bytes(self)
+
+    messages = [
+        {"type": "http.request", "body": Chunk(b"x"), "more_body": True}
+        for _ in range(MAX_BODY_BYTES)
+    ]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    pending = iter(messages)
+
+    async def receive() -> Message:
+        return next(pending)
+
+    assert await receive_body(receive, "") == b"x" * MAX_BODY_BYTES
+    assert copied <= 4 * MAX_BODY_BYTES
 
 
 async def test_body_that_is_not_utf8_is_bad_request(no_ultravox: respx.MockRouter) -> None:

@@ -2,15 +2,18 @@
 path must keep of the framework's behaviour, and what it adds (the answer goes out before the
 webhook's log line, metrics and call record are made)."""
 
+import contextlib
 import logging
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from starlette.requests import ClientDisconnect
 
 from app.main import create_app
 from tests.conftest import (
+    BASE_URL,
     JOIN_URL,
     created_call,
     make_settings,
@@ -82,12 +85,10 @@ class _Events(logging.Handler):
         self.log.append(f"log {record.getMessage()}")
 
 
-async def test_the_answer_is_sent_before_the_log_line_and_the_call_record(
-    ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
-) -> None:
-    """What happens, in order, when the ASGI application is called with a signed webhook."""
-    caplog.set_level(logging.INFO, logger="app.bridge")
-    ultravox.post("/calls").mock(return_value=created_call())
+async def _served_directly(send_fails_at: str | None = None) -> list[str]:
+    """What happens, in order, when the ASGI application is called with a signed webhook. With
+    `send_fails_at`, the server's `send` raises `OSError` at that message, as an ASGI server
+    does once the client has closed the connection."""
     app = create_app(make_settings())
     happened: list[str] = []
     handler = _Events(happened)
@@ -102,6 +103,9 @@ async def test_the_answer_is_sent_before_the_log_line_and_the_call_record(
         return {"type": "http.request", "body": webhook.content, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
+        if message["type"] == send_fails_at:
+            happened.append("client gone")
+            raise OSError("the connection is closed")
         happened.append(message["type"])
 
     scope = {
@@ -130,15 +134,38 @@ async def test_the_answer_is_sent_before_the_log_line_and_the_call_record(
                 happened.append("record"),
                 decided(decision),
             )
-            await app(scope, receive, send)
+            with contextlib.suppress(OSError, ClientDisconnect):  # the server's to log
+                await app(scope, receive, send)
     finally:
         logging.getLogger("app.bridge").removeHandler(handler)
-    assert happened == [
+    return happened
+
+
+async def test_the_answer_is_sent_before_the_log_line_and_the_call_record(
+    ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="app.bridge")
+    ultravox.post("/calls").mock(return_value=created_call())
+    assert await _served_directly() == [
         "http.response.start",
         "http.response.body",
         "log webhook.answered",
         "record",
     ]
+
+
+@pytest.mark.parametrize("send_fails_at", ["http.response.start", "http.response.body"])
+async def test_a_call_answered_to_a_client_that_left_is_still_logged_and_recorded(
+    send_fails_at: str, ultravox: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The Ultravox call was created: its log line, metrics and record must not depend on the
+    provider still listening for the answer."""
+    caplog.set_level(logging.INFO, logger="app.bridge")
+    ultravox.post("/calls").mock(return_value=created_call())
+    happened = await _served_directly(send_fails_at)
+    assert "client gone" in happened
+    assert "log webhook.answered" in happened
+    assert "record" in happened
 
 
 async def test_a_failure_outside_the_bridge_s_answers_is_a_plain_500_and_is_raised(
@@ -168,3 +195,26 @@ async def test_the_answer_carries_the_request_id(ultravox: respx.MockRouter) -> 
     assert response.status_code == 200
     assert JOIN_URL.replace("&", "&amp;") in response.text
     assert response.headers["x-request-id"] == "req-7"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/bridge/twilio/incoming",  # uvicorn --root-path /bridge: the path keeps the prefix
+        "/twilio/incoming",  # a proxy that strips the prefix before passing the request on
+    ],
+)
+async def test_a_webhook_under_a_root_path_is_answered(
+    path: str, ultravox: respx.MockRouter
+) -> None:
+    """As the framework's routes matched it: the root path (`uvicorn --root-path`) is not part
+    of the route."""
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, root_path="/bridge")
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            response = await twilio_webhook(twilio_fields(), path=path).send(client)
+    assert response.status_code == 200
+    assert JOIN_URL.replace("&", "&amp;") in response.text
+    assert route.call_count == 1
