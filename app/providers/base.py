@@ -74,11 +74,16 @@ def inbound_call(
 
 
 def require_fields(params: Mapping[str, str], *names: str) -> list[str]:
-    """The values of `names`, or a `MalformedWebhook` naming the missing ones."""
+    """The values of `names`, or a `MalformedWebhook` naming the missing ones or refusing
+    values with control characters: ids, numbers and statuses never hold them, and an id with
+    a NUL would be cut short by SQLite's JSON functions, where the records look ids up."""
     missing = [name for name in names if not params.get(name, "").strip()]
     if missing:
         raise MalformedWebhook(f"missing field(s): {', '.join(missing)}")
-    return [params[name].strip() for name in names]
+    values = [params[name].strip() for name in names]
+    if not all(map(str.isprintable, values)):
+        raise MalformedWebhook(f"field(s) {', '.join(names)}: control characters")
+    return values
 
 
 class ProviderAdapter(ABC):

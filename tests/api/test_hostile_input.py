@@ -9,7 +9,8 @@ import respx
 from plivo.utils import signature_v3
 from twilio.request_validator import RequestValidator
 
-from app.calltypes import MAX_FIELDS, WebhookRequest
+from app.calltypes import MAX_FIELDS, MalformedWebhook, WebhookRequest
+from app.providers.base import inbound_call
 from app.providers.plivo import adapter as plivo
 from app.providers.twilio import adapter as twilio
 from tests.conftest import (
@@ -178,3 +179,13 @@ async def test_vonage_body_nested_too_deep_to_decode_is_bad_request(
     assert response.status_code == 400
     assert response.text == "the body is not JSON\n"
     assert no_ultravox.calls.call_count == 0
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x1b[2J", "\n"])
+def test_a_call_id_with_control_characters_is_refused(bad: str) -> None:
+    """For a provider whose call ids have no documented form (Vonage's `uuid`), a NUL would cut
+    the id short where the records look ids up (SQLite's JSON functions), and a later report
+    of the call would miss its record."""
+    fields = {"uuid": f"63f61863{bad}x", "from": "+15005550006", "to": "+15005550001"}
+    with pytest.raises(MalformedWebhook, match="control characters"):
+        inbound_call("vonage", fields, "uuid", "from", "to")
