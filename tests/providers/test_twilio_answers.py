@@ -6,6 +6,7 @@ import random
 import pytest
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from app.providers.twilio.adapter import _twiml
 from app.providers.twilio.answers import stream_twiml
 
 
@@ -39,3 +40,13 @@ def test_the_stream_answer_is_the_sdk_s_for_random_urls() -> None:
     for _ in range(3000):
         join_url = "wss://" + "".join(rng.choices(alphabet, k=rng.randint(0, 40)))
         assert stream_twiml(join_url) == sdk_stream_twiml(join_url), join_url
+
+
+@pytest.mark.parametrize("join_url", ["wss://x.invalid/\ud800a", "wss://x.invalid/\udfff?t=1&u=2"])
+def test_a_character_utf_8_cannot_hold_is_a_character_reference_as_from_the_sdk(
+    join_url: str,
+) -> None:
+    """A lone surrogate (from a broken answer of Ultravox's) must not fail the webhook after
+    its Ultravox call was created: the answer's bytes are the SDK's."""
+    answer = _twiml(stream_twiml(join_url))
+    assert answer.body == sdk_stream_twiml(join_url).encode()

@@ -46,7 +46,9 @@ class SignedFields(dict[str, list[str]]):
 
 
 def _twiml(xml: str) -> Answer:
-    return Answer(xml.encode(), TWIML)
+    # A character UTF-8 cannot hold (a lone surrogate in a join URL) as a character reference,
+    # as the SDK's serialiser writes it, not an error after the Ultravox call was created.
+    return Answer(xml.encode("utf-8", "xmlcharrefreplace"), TWIML)
 
 
 class TwilioAdapter(ProviderAdapter):
