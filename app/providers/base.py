@@ -82,7 +82,8 @@ def require_fields(params: Mapping[str, str], *names: str) -> list[str]:
         raise MalformedWebhook(f"missing field(s): {', '.join(missing)}")
     values = [params[name].strip() for name in names]
     if not all(map(str.isprintable, values)):
-        raise MalformedWebhook(f"field(s) {', '.join(names)}: control characters")
+        unfit = [name for name, value in zip(names, values, strict=True) if not value.isprintable()]
+        raise MalformedWebhook(f"{', '.join(unfit)} holds control characters")
     return values
 
 

@@ -124,7 +124,7 @@ async def test_allowed_get_signature_is_held_across_replicas(
         ("CallSid", "CA0123456789abcdef0123456789abcdef", "CallSid is not a telnyx call id"),
         ("CallSid", "v3:abc def", "CallSid is not a telnyx call id"),
         ("From", 'sip:"evil"@x', "From is not a phone number or SIP address"),
-        ("From", "+15005550006\r\nX-Injected: 1", "From is not a phone number or SIP address"),
+        ("From", "+15005550006\r\nX-Injected: 1", "From holds control characters"),
         ("From", ARABIC_INDIC_NUMBER, "From is not a phone number or SIP address"),
         ("To", "<sip:bob@example.com>", "To is not a phone number or SIP address"),
         ("To", "+1" + "5" * 300, "To is not a phone number or SIP address"),
