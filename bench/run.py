@@ -327,8 +327,9 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
     out.append(f"- Load average (1/5/15 min) before: {results.loads[0]}; after: {results.loads[1]}")
     out.append(
         f"- Service: `ultravox-bridge serve`, {args.workers} uvicorn worker(s), store "
-        f"{'Redis' if args.redis else 'in memory'}, Twilio signatures verified, INFO logs to a "
-        f"file; `app` from {args.source or 'this tree'}; {layout.describe()}"
+        f"{'Redis' if args.redis else 'in memory'}, Twilio signatures verified, "
+        f"{args.log_level} logs to a file; `app` from {args.source or 'this tree'}; "
+        f"{layout.describe()}"
     )
     out.append(f"- Peer: {results.peer}")
     out.append(
@@ -412,6 +413,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-peer", action="store_true", help="do not run a peer (bench/peers/)")
     parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("INFO", "WARNING"),
+        help="the service's LOG_LEVEL: WARNING leaves out the line per answered webhook, to "
+        "see what it costs (default INFO, as deployed)",
+    )
+    parser.add_argument(
         "--peer",
         choices=("quickstart", "floor"),
         default="quickstart",
@@ -470,6 +478,7 @@ def main(argv: list[str]) -> int:
             env["PYTHONPATH"] = str(args.source.resolve())
         if args.workers > 1:
             env["WEB_CONCURRENCY"] = str(args.workers)
+        env["LOG_LEVEL"] = args.log_level
         if args.redis:
             redis_port = free_port()
             redis_cmd = ["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", ""]
