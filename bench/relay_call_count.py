@@ -42,6 +42,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
+from call_count import where
 from processes import HOST, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,20 +65,6 @@ YIELD_VALUE = dis.opmap["YIELD_VALUE"]
 def first_resume(code: types.CodeType) -> int:
     """Where a generator's frame stands when it first runs (later it resumes past a yield)."""
     return next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
-
-
-def where(code: types.CodeType | None, function: Any = None) -> str:
-    """The package a call belongs to: `app.x`, a library's top-level name, or `stdlib.x`."""
-    if code is None:
-        module = getattr(function, "__module__", None) or type(function).__module__
-        top = (module or "builtins").split(".")
-        return "C:" + (".".join(top[:2]) if top[0] == "app" else top[0])
-    path = code.co_filename
-    if "/site-packages/" in path:
-        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if path.startswith(str(ROOT / "app")):
-        return ".".join(Path(path).relative_to(ROOT).with_suffix("").parts[:2])
-    return "stdlib." + Path(path).stem
 
 
 class Calls:
