@@ -34,10 +34,13 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def launch_chromium() -> Iterator[Browser]:
-    """Chromium for a module's tests: `yield from` it in a module-scoped fixture."""
+def launch_chromium(*flags: str) -> Iterator[Browser]:
+    """Chromium for a module's tests, with `flags` besides the usual ones: `yield from` it in a
+    module-scoped fixture."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, *flags]
+        )
         try:
             yield browser
         finally:

@@ -1,16 +1,13 @@
 """The real server process: on SIGTERM it reports not ready, finishes the webhook in flight and
 exits. Runs `ultravox-bridge serve` on a free loopback port against a slow Ultravox stand-in."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,65 +16,26 @@ import pytest
 from tests.conftest import (
     API_KEY,
     BASE_URL,
-    JOIN_URL,
     TWILIO_TOKEN,
     twilio_fields,
     twilio_webhook,
 )
+from tests.loopback_ultravox import LoopbackUltravox, loopback_ultravox
 from tests.redis_server import free_port
 
 ULTRAVOX_DELAY_SECONDS = 2.5
 DRAIN_SECONDS = 1.0
 
 
-class SlowUltravox(ThreadingHTTPServer):
-    """Answers POST /api/calls with a created call after `ULTRAVOX_DELAY_SECONDS`."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SlowHandler)
-        self.received = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api"
-
-
-class _SlowHandler(BaseHTTPRequestHandler):
-    server: SlowUltravox
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.set()
-        time.sleep(ULTRAVOX_DELAY_SECONDS)
-        body = json.dumps({"callId": "slow-call-1", "joinUrl": JOIN_URL}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def slow_ultravox() -> Iterator[SlowUltravox]:
-    server = SlowUltravox()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def slow_ultravox() -> Iterator[LoopbackUltravox]:
+    with loopback_ultravox(delay=ULTRAVOX_DELAY_SECONDS) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture
 def bridge_process(
-    slow_ultravox: SlowUltravox, tmp_path: Path
+    slow_ultravox: LoopbackUltravox, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
     env = {
@@ -122,7 +80,7 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
 
 
 def test_webhook_in_flight_during_sigterm_gets_its_answer(
-    bridge_process: tuple[subprocess.Popen[bytes], str], slow_ultravox: SlowUltravox
+    bridge_process: tuple[subprocess.Popen[bytes], str], slow_ultravox: LoopbackUltravox
 ) -> None:
     process, url = bridge_process
     webhook = twilio_webhook(twilio_fields())
@@ -150,7 +108,7 @@ def test_webhook_in_flight_during_sigterm_gets_its_answer(
     assert readiness[-1].status_code == 503
     assert readiness[-1].json()["draining"] is True
     assert answer.status_code == 200
-    assert JOIN_URL.replace("&", "&amp;") in answer.text
+    assert slow_ultravox.join_url(1).replace("&", "&amp;") in answer.text
     assert process.wait(timeout=20) == 0
 
 

@@ -11,12 +11,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -24,61 +22,16 @@ import pytest
 
 from app.cli import main
 from tests.conftest import API_KEY, BASE_URL, TWILIO_TOKEN, twilio_fields, twilio_webhook
+from tests.loopback_ultravox import LoopbackUltravox, loopback_ultravox
 from tests.redis_server import free_port
 
 DRAIN_SECONDS = 1.5
 
 
-class CountingUltravox(ThreadingHTTPServer):
-    """Answers every POST /api/calls with a new created call; `created` counts them."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _CountingHandler)
-        self.created = 0
-        self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api"
-
-    def next_call(self) -> int:
-        with self._lock:
-            self.created += 1
-            return self.created
-
-
-class _CountingHandler(BaseHTTPRequestHandler):
-    server: CountingUltravox
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        number = self.server.next_call()
-        body = json.dumps(
-            {"callId": f"call-{number}", "joinUrl": f"wss://voice.ultravox.test/join/{number}"}
-        ).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def ultravox() -> Iterator[CountingUltravox]:
-    server = CountingUltravox()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def ultravox() -> Iterator[LoopbackUltravox]:
+    with loopback_ultravox() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @dataclass
@@ -110,7 +63,7 @@ class Service:
 
 
 @pytest.fixture
-def service(ultravox: CountingUltravox, redis_url: str, tmp_path: Path) -> Iterator[Service]:
+def service(ultravox: LoopbackUltravox, redis_url: str, tmp_path: Path) -> Iterator[Service]:
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -209,7 +162,7 @@ def test_metrics_sum_every_workers_counts(service: Service) -> None:
 
 
 def test_a_webhook_repeated_to_the_other_worker_starts_no_second_call(
-    service: Service, ultravox: CountingUltravox
+    service: Service, ultravox: LoopbackUltravox
 ) -> None:
     first, second = service.workers
     call_id = "CA" + "7" * 32
@@ -219,7 +172,7 @@ def test_a_webhook_repeated_to_the_other_worker_starts_no_second_call(
         repeat = service.webhook(call_id)
 
     assert ultravox.created == 1
-    assert "wss://voice.ultravox.test/join/1" in answer.text
+    assert ultravox.join_url(1).replace("&", "&amp;") in answer.text
     assert repeat.text == answer.text
 
 

@@ -8,36 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from tests.redis_server import free_port
-
 STANDIN_CALL_ID = "5d1e0000-0000-4000-8000-00000000web1"
-
-
-class ServerThread:
-    """An ASGI app served by uvicorn on a free loopback port, in a thread of its own."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = free_port() if port is None else port
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> "ServerThread":
-        self._thread.start()
-        for _ in range(200):
-            if self._server.started:
-                return self
-            self._thread.join(0.05)
-        raise RuntimeError(f"server on port {self.port} did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
 
 
 @dataclass

@@ -4,48 +4,30 @@ with the real Ultravox client SDK at a stand-in Ultravox's joinUrl WebSocket.
 
 Screenshots go to $BROWSER_SCREENSHOTS when set (look at them), else to the test's tmp dir."""
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from app.main import create_app
 from app.web.page import sdk_installed
+from tests.browser import ServerThread, launch_chromium, needs_chromium, screenshot_dir
 from tests.redis_server import free_port
 from tests.web.conftest import web_settings
-from tests.web.servers import STANDIN_CALL_ID, HangUp, ServerThread, StandInUltravox
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
+from tests.web.servers import STANDIN_CALL_ID, HangUp, StandInUltravox
 
 HANG_UP = {"type": "hang_up", "message": ""}
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert sdk_installed(), "the page's SDK is missing: run `make web`"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
+    yield from launch_chromium(
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"
+    )
 
 
 class Talk:
@@ -78,8 +60,7 @@ def talk(request: pytest.FixtureRequest, browser: Browser, tmp_path: Path) -> It
         web_connect_sources=f"ws://127.0.0.1:{standin_port}",
         web_ip_burst=1,
     )
-    shots = Path(os.environ.get("BROWSER_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_dir(tmp_path)
     with (
         ServerThread(standin.app(f"ws://127.0.0.1:{standin_port}"), standin_port),
         ServerThread(create_app(settings)) as bridge,
