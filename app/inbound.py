@@ -92,11 +92,11 @@ class Bridge:
         except KeyError:
             raise UnknownProvider(f"unknown provider {provider!r}") from None
 
-    async def incoming(self, provider: str, request: WebhookRequest) -> "Answered":
+    async def incoming(self, provider: str, request: WebhookRequest) -> Answered:
         """Answer a provider's call webhook: stream to a new Ultravox call, or fall back."""
         return await self._handle(provider, request, self._answer_call)
 
-    async def fallback(self, provider: str, request: WebhookRequest) -> "Answered":
+    async def fallback(self, provider: str, request: WebhookRequest) -> Answered:
         """Answer a provider's fallback-URL request without calling Ultravox."""
         return await self._handle(provider, request, self._answer_fallback)
 
@@ -113,7 +113,7 @@ class Bridge:
 
     async def _handle(
         self, provider: str, request: WebhookRequest, answer: "OutcomeFor"
-    ) -> "Answered":
+    ) -> Answered:
         started = time.perf_counter()
         adapter = self.adapter(provider)
         fields: dict[str, Any] = {"provider": provider, "method": request.method}

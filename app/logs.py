@@ -91,7 +91,7 @@ class EventFormatter(logging.Formatter):
             # string); most values logged per webhook (ids, outcomes, names) have none.
             if "?" in value or ":" in value or "=" in value:
                 value = redact(value)
-            fields[name] = value if len(value) <= MAX_LOGGED_CHARS else cap(value)
+            fields[name] = cap(value)
         return fields
 
     def format(self, record: logging.LogRecord) -> str:
