@@ -11,6 +11,7 @@ import pytest
 import respx
 from starlette.requests import ClientDisconnect
 
+from app import metrics
 from app.main import create_app
 from tests.conftest import (
     BASE_URL,
@@ -218,3 +219,23 @@ async def test_a_webhook_under_a_root_path_is_answered(
     assert response.status_code == 200
     assert JOIN_URL.replace("&", "&amp;") in response.text
     assert route.call_count == 1
+
+
+async def test_many_refused_webhooks_add_no_metric_series(ultravox: respx.MockRouter) -> None:
+    """Forged, unknown-provider and oversized webhooks by the thousand: each is refused, none
+    creates a call, and the series the metrics keep stay the fixed set they were."""
+    route = ultravox.post("/calls").mock(return_value=created_call())
+    async with running_app(make_settings()) as client:
+        await twilio_webhook(twilio_fields(), token="wrong").send(client)  # the series it uses
+        await client.post("/acme-0/incoming", content=b"a=b")
+        await client.post("/twilio/incoming", content=b"a" * (64 * 1024 + 1))
+        before = dict(metrics._SERIES)
+        for number in range(1000):
+            forged = twilio_webhook(twilio_fields(f"CA{number:032x}"), token="wrong")
+            assert (await forged.send(client)).status_code == 403
+            unknown = await client.post(f"/acme-{number}/incoming", content=b"a=b")
+            assert unknown.status_code == 404
+            huge = await client.post("/twilio/incoming", content=b"a" * (64 * 1024 + 1))
+            assert huge.status_code == 413
+    assert before == metrics._SERIES
+    assert route.call_count == 0
