@@ -10,7 +10,6 @@ provider routes (status, media, transfer, outbound) read requests with `webhook_
 
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL, Headers, State
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import plain_refusal
-from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count
+from app.calltypes import Answer, WebhookError, WebhookRequest, check_field_count, parse_fields
 from app.inbound import Answered, Bridge, UnknownProvider
 from app.settings import ServiceSettings
 
@@ -106,7 +105,7 @@ async def webhook_from(
         method=method,
         url=signed_url(scope, public_base_url),
         headers=headers,
-        query=parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else (),
+        query=parse_fields(query.decode("latin-1")) if query else (),
         body=body,
         received_at=time.time(),
         path_key=path_key,
