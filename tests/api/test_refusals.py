@@ -319,7 +319,7 @@ async def test_plivo_get_with_a_query_that_is_not_utf8_is_refused_not_a_crash(
 @pytest.mark.parametrize(
     ("case", "target"),
     [
-        ("twilio", "twilio.request_validator.RequestValidator.validate"),
+        ("twilio", "twilio.request_validator.RequestValidator.compute_signature"),
         ("telnyx", "nacl.signing.VerifyKey.verify"),
         ("plivo", "plivo.utils.signature_v3.validate_v3_signature"),
     ],
@@ -330,11 +330,12 @@ async def test_a_provider_sdk_failing_during_verification_is_a_403(
     def broken(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("the SDK tripped over the input")
 
-    monkeypatch.setattr(target, broken)
     webhook = {"twilio": twilio_webhook, "telnyx": telnyx_webhook, "plivo": plivo_webhook}[case]
     fields = {"twilio": twilio_fields, "telnyx": telnyx_fields, "plivo": plivo_fields}[case]
+    signed = webhook(fields(), method="POST")  # signed by the SDK before it breaks
+    monkeypatch.setattr(target, broken)
     async with running_app(make_settings()) as client:
-        response = await webhook(fields(), method="POST").send(client)
+        response = await signed.send(client)
     assert response.status_code == 403
     assert response.text == f"the {case} signature could not be checked (RuntimeError)\n"
     assert no_ultravox.calls.call_count == 0

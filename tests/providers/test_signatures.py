@@ -87,6 +87,81 @@ def test_twilio_rotation_list_accepts_each_token(token: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("requested", "signed"),
+    [
+        (
+            "https://bridge.example.com/twilio/incoming",
+            "https://bridge.example.com/twilio/incoming",
+        ),
+        (
+            "https://bridge.example.com/twilio/incoming",
+            "https://bridge.example.com:443/twilio/incoming",
+        ),
+        (
+            "https://bridge.example.com:443/twilio/incoming",
+            "https://bridge.example.com/twilio/incoming",
+        ),
+        (
+            "http://bridge.example.com:8080/twilio/incoming",
+            "http://bridge.example.com/twilio/incoming",
+        ),
+    ],
+)
+def test_twilio_url_signed_with_or_without_its_port_is_accepted(
+    requested: str, signed: str
+) -> None:
+    """As the SDK's `validate`: Twilio signs the URL with the port or without it."""
+    adapter = TwilioAdapter(make_settings(twilio_auth_token="12345"))
+    signature = RequestValidator("12345").compute_signature(signed, KNOWN_ANSWER_FIELDS)
+    request = webhook_request(requested, {"X-Twilio-Signature": signature}, KNOWN_ANSWER_FIELDS)
+    assert RequestValidator("12345").validate(requested, KNOWN_ANSWER_FIELDS, signature)
+    adapter.verify(request)
+
+
+def test_twilio_url_signed_with_another_port_is_refused() -> None:
+    adapter = TwilioAdapter(make_settings(twilio_auth_token="12345"))
+    url = "https://bridge.example.com/twilio/incoming"
+    signed = "https://bridge.example.com:8443/twilio/incoming"
+    signature = RequestValidator("12345").compute_signature(signed, KNOWN_ANSWER_FIELDS)
+    request = webhook_request(url, {"X-Twilio-Signature": signature}, KNOWN_ANSWER_FIELDS)
+    with pytest.raises(SignatureError, match="X-Twilio-Signature does not match"):
+        adapter.verify(request)
+
+
+def test_twilio_shared_key_sha256_signature_is_accepted_and_sha1_of_it_refused() -> None:
+    adapter = TwilioAdapter(make_settings(twilio_auth_token="shared-secret"))
+    validator = RequestValidator("shared-secret")
+    sha256 = validator.compute_signature(KNOWN_ANSWER_URL, KNOWN_ANSWER_FIELDS, "HMAC_SHA256")
+    settings = {
+        "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"
+    }
+    adapter.verify(
+        webhook_request(
+            KNOWN_ANSWER_URL, {"X-Twilio-Signature": sha256, **settings}, KNOWN_ANSWER_FIELDS
+        )
+    )
+    sha1 = validator.compute_signature(KNOWN_ANSWER_URL, KNOWN_ANSWER_FIELDS)
+    with pytest.raises(SignatureError, match="does not match"):
+        adapter.verify(
+            webhook_request(
+                KNOWN_ANSWER_URL, {"X-Twilio-Signature": sha1, **settings}, KNOWN_ANSWER_FIELDS
+            )
+        )
+
+
+def test_twilio_unknown_algorithm_is_refused_naming_it_briefly() -> None:
+    adapter = TwilioAdapter(make_settings(twilio_auth_token="12345"))
+    headers = {
+        "X-Twilio-Signature": "0/KCTR6DLpKmkAf8muzZqo1nDgQ=",
+        "X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_MD5" + "5" * 100,
+    }
+    request = webhook_request(KNOWN_ANSWER_URL, headers, KNOWN_ANSWER_FIELDS)
+    with pytest.raises(SignatureError) as refused:
+        adapter.verify(request)
+    assert str(refused.value) == "unsupported signature algorithm 'HMAC_MD5" + "5" * 32 + "'"
+
+
 # --- Telnyx -------------------------------------------------------------------------------
 
 OLD_KEY = SigningKey(b"\x02" * 32)

@@ -1,10 +1,18 @@
 """Twilio: voice webhooks signed with HMAC over URL and parameters, answered with TwiML."""
 
 import email.utils
+import functools
+import hmac
 import re
 from typing import Any
+from urllib.parse import urlparse
 
-from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.request_validator import (
+    RequestValidator,
+    add_port,
+    get_signature_algorithm,
+    remove_port,
+)
 
 from app.calltypes import (
     Answer,
@@ -45,6 +53,15 @@ class SignedFields(dict[str, list[str]]):
         return self[name]
 
 
+@functools.lru_cache(maxsize=64)
+def _signed_urls(url: str) -> tuple[str, str]:
+    """The URLs Twilio may have signed for a request to `url`, as the SDK's `validate` writes
+    them: without the port, then with it (Twilio is not consistent). A webhook URL is the same
+    for every call, so it is parsed once."""
+    parsed = urlparse(url)
+    return remove_port(parsed), add_port(parsed)
+
+
 def _twiml(xml: str) -> Answer:
     # A character UTF-8 cannot hold (a lone surrogate in a join URL) as a character reference,
     # as the SDK's serialiser writes it, not an error after the Ultravox call was created.
@@ -75,9 +92,18 @@ class TwilioAdapter(ProviderAdapter):
         algorithm = get_signature_algorithm(
             request.headers.get("x-twilio-webhooks-signature-settings")
         )
-        for validator in self._validators:
-            if validator.validate(request.url, params, signature, algorithm):
-                return
+        # What the SDK's `validate` accepts (the URL without its port, then with it), each
+        # signature computed by the SDK, stopping at the first that matches: one HMAC per
+        # genuine webhook instead of two per auth token.
+        signed = signature.encode("utf-8")
+        try:
+            for validator in self._validators:
+                for url in _signed_urls(request.url):
+                    computed = validator.compute_signature(url, params, algorithm)
+                    if hmac.compare_digest(computed.encode("ascii"), signed):
+                        return
+        except ValueError:  # an algorithm the SDK does not know
+            raise SignatureError(f"unsupported signature algorithm {algorithm[:40]!r}") from None
         raise SignatureError("X-Twilio-Signature does not match")
 
     def parse(self, request: WebhookRequest) -> InboundCall:
