@@ -1,6 +1,6 @@
 """A cap on how much of an answer from Ultravox or a provider's API is read, for any httpx
-transport (httpx's own, wrapped in `CappedTransport`, or the aiohttp one in
-app/aiohttp_transport.py, which reads within the cap itself).
+transport (httpx's own, wrapped in `CappedTransport`, or the asyncio one in
+app/asyncio_transport.py, which reads within the cap itself).
 
 The cap counts what the service would hold in memory: the bytes received and, for a compressed
 answer, the bytes it decodes to. httpx decodes above its transport without a bound (a 1 MiB gzip

@@ -11,7 +11,6 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.aiohttp_transport import AiohttpTransport
 from app.api import (
     console,
     health,
@@ -28,6 +27,7 @@ from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
 from app.api.webhooks import WebhookDispatch
+from app.asyncio_transport import AsyncioTransport
 from app.config import load_settings
 from app.console.access import Console
 from app.dedupe import CallDeduplicator
@@ -63,9 +63,10 @@ ULTRAVOX_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50
 
 
 def ultravox_transport() -> httpx.AsyncBaseTransport:
-    """How requests reach Ultravox: through aiohttp under httpx's API (app/aiohttp_transport.py),
-    reading no answer past `MAX_RESPONSE_BYTES` (app/http_transport.py)."""
-    return AiohttpTransport(ULTRAVOX_LIMITS, max_bytes=MAX_RESPONSE_BYTES)
+    """How requests reach Ultravox: httpx's requests over asyncio's connections
+    (app/asyncio_transport.py), reading no answer past `MAX_RESPONSE_BYTES`
+    (app/http_transport.py)."""
+    return AsyncioTransport(ULTRAVOX_LIMITS, max_bytes=MAX_RESPONSE_BYTES)
 
 
 def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool = False) -> FastAPI:

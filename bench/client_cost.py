@@ -1,6 +1,6 @@
 """What one Ultravox request costs the service's CPU with each HTTP client it could use: httpx
 with its own transport (one connection pool), httpx's AsyncClient over the service's
-AiohttpTransport, the service's own client (httpx requests sent straight to that transport),
+AsyncioTransport, the service's own client (httpx requests sent straight to that transport),
 and aiohttp alone (the floor for the last). Each sends the same call-creation
 requests to the local stand-in at the same concurrency; CPU time is this process's own.
 
@@ -21,7 +21,7 @@ import httpx
 import uvloop
 from processes import HOST, free_port, wait_for_port
 
-from app.aiohttp_transport import AiohttpTransport
+from app.asyncio_transport import AsyncioTransport
 from app.ultravox import UltravoxClient
 
 BODY = {
@@ -60,7 +60,7 @@ async def compare(url: str, requests: int, concurrency: int) -> list[tuple[str, 
     rows = []
     for name, transport in (
         ("httpx, its own transport", httpx.AsyncHTTPTransport(limits=LIMITS)),
-        ("httpx, AiohttpTransport (the service's)", AiohttpTransport(LIMITS)),
+        ("httpx, AsyncioTransport (the service's)", AsyncioTransport(LIMITS)),
     ):
         async with httpx.AsyncClient(transport=transport) as client:
 
@@ -68,7 +68,7 @@ async def compare(url: str, requests: int, concurrency: int) -> list[tuple[str, 
                 (await client.post(url, json=BODY, headers=headers)).json()
 
             rows.append((name, await measure(post_httpx, requests, concurrency)))
-    async with AiohttpTransport(LIMITS) as service_transport:  # capped, as the service's
+    async with AsyncioTransport(LIMITS) as service_transport:  # capped, as the service's
         ultravox = UltravoxClient(
             service_transport,
             api_url=url.removesuffix("/calls"),

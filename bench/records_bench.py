@@ -58,7 +58,7 @@ def created(request: httpx.Request) -> httpx.Response:
 
 def respx_transport() -> httpx.AsyncBaseTransport:
     """httpx's own transport under the Ultravox client, as in the tests: respx stands in for
-    Ultravox there and not under the production aiohttp transport. This bench compares the
+    Ultravox there and not under the production asyncio transport. This bench compares the
     webhook path with and without recording, so the transport is the same on both sides."""
     return CappedTransport(httpx.AsyncHTTPTransport(limits=app_main.ULTRAVOX_LIMITS))
 

@@ -44,7 +44,7 @@ STAGES = (
     ("Read the request (webhook_from)", "webhooks.py:webhook_from"),
     ("Check the signature (ProviderAdapter.check)", "ProviderAdapter.check"),
     ("Create the Ultravox call (UltravoxClient._create)", "UltravoxClient._create"),
-    ("... of which aiohttp's request", "ClientSession._request"),
+    ("... of which the transport (app/asyncio_transport.py)", "asyncio_transport.py"),
     ("... of which the httpx objects around it", "httpx/"),
     ("Build the answer XML (stream_answer)", "stream_answer"),
     ("After the answer: log line, metrics, record (Bridge._report)", "Bridge._report"),

@@ -63,10 +63,10 @@ def make_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _ultravox_through_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    """respx mocks Ultravox inside httpx's own transport; the service sends through aiohttp
-    (tested against a loopback server in test_aiohttp_transport.py). So in tests the app sends
-    through httpx's transport, under the same answer-size cap, and every respx mock sees the
-    exact request the service built."""
+    """respx mocks Ultravox inside httpx's own transport; the service sends through its asyncio
+    transport (tested against a loopback server in transport/test_asyncio_transport.py). So in
+    tests the app sends through httpx's transport, under the same answer-size cap, and every
+    respx mock sees the exact request the service built."""
     monkeypatch.setattr(
         app_main,
         "ultravox_transport",

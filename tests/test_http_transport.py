@@ -1,5 +1,5 @@
 """The answer-size cap's decoding: what httpx would decode above its transport, decoded here
-within the cap (the cap itself on the wire: tests/test_aiohttp_transport.py and
+within the cap (the cap itself on the wire: tests/transport/test_asyncio_transport.py and
 tests/api/test_upstream_limits.py)."""
 
 import gzip

@@ -1,10 +1,11 @@
-"""The aiohttp transport against a real HTTP server on loopback: what goes over the wire is the
-request httpx built, what comes back is an ordinary httpx response, and every failure is the
-httpx exception httpx's own transport would raise (the Ultravox client's retries depend on it).
-Then the answer-size cap it reads within, as the service uses it, against oversized and
-compressed answers."""
+"""The asyncio transport against a real HTTP server on loopback, under asyncio's event loop and
+uvloop's (conftest.py here): what goes over the wire is the request httpx built, what comes
+back is an ordinary httpx response, and every failure is the httpx exception httpx's own
+transport would raise (the Ultravox client's retries depend on it). Then the answer-size cap it
+reads within, as the service uses it, against oversized and compressed answers."""
 
 import asyncio
+import contextlib
 import gzip
 import json
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from app.aiohttp_transport import AiohttpTransport
+from app.asyncio_transport import AsyncioTransport
 from app.http_transport import MAX_RESPONSE_BYTES, ResponseTooLarge
 from app.main import ultravox_transport
 from app.ultravox import UltravoxClient, UltravoxConnectionError, UltravoxTransportError
@@ -81,7 +82,7 @@ async def loopback(handler: Handler) -> AsyncIterator[tuple[Loopback, str]]:
 
 @asynccontextmanager
 async def client(**kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = AiohttpTransport(kwargs.pop("limits", LIMITS))  # type: ignore[arg-type]
+    transport = AsyncioTransport(kwargs.pop("limits", LIMITS))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, **kwargs) as http:  # type: ignore[arg-type]
         yield http
 
@@ -125,9 +126,7 @@ async def test_the_server_receives_exactly_the_request_httpx_built() -> None:
     assert json.loads(received.body) == {"systemPrompt": "Hé", "medium": {"twilio": {}}}
 
 
-async def test_a_delete_without_body_gets_only_a_zero_content_length_added() -> None:
-    """aiohttp always declares the (empty) body of a DELETE; httpx's transport sends no
-    Content-Length. Both are valid HTTP/1.1; nothing else differs."""
+async def test_a_delete_without_body_is_sent_as_httpx_built_it() -> None:
     async with loopback(serving(answer("204 No Content", b""))) as (_, base), client() as http:
         request = http.build_request("DELETE", f"{base}/api/calls/c1")
         response = await http.send(request)
@@ -135,8 +134,44 @@ async def test_a_delete_without_body_gets_only_a_zero_content_length_added() -> 
     assert response.status_code == 204
     (received,) = SEEN
     assert received.line == "DELETE /api/calls/c1 HTTP/1.1"
-    assert received.headers == [*raw_headers(request), ("Content-Length", "0")]
+    assert received.headers == raw_headers(request)
     assert received.body == b""
+
+
+async def test_a_body_of_unknown_length_goes_chunked_as_httpx_declared() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b'{"a":'
+        yield b" 1}"
+
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        SEEN.append(
+            Received(head.split(b"\r\n")[0].decode(), [], await reader.readuntil(b"0\r\n\r\n"))
+        )
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+
+    async with loopback(chunked) as (_, base), client() as http:
+        request = http.build_request("POST", f"{base}/api/calls", content=parts())
+        assert request.headers["transfer-encoding"] == "chunked"
+        assert (await http.send(request)).status_code == 200
+
+    (received,) = SEEN
+    assert received.body == b'8\r\n{"a": 1}\r\n0\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Evil": "a\r\nInjected: 1"}, {"X-Evil": "a\nb"}, {"X-Evil": "a\rb"}, {"X-Evil": "a\x00b"}],
+)
+async def test_a_header_that_would_break_the_head_is_refused_unsent(
+    headers: dict[str, str],
+) -> None:
+    async with loopback(serving(answer("200 OK", b"{}"))) as (server, base), client() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.post(f"{base}/api/calls", json={}, headers=headers)
+    assert SEEN == []
+    assert server.connections == 0
 
 
 async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -> None:
@@ -157,6 +192,145 @@ async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -
     assert response.headers["retry-after"] == "3"
     assert response.headers.get_list("x-trace") == ["one", "two"]
     assert response.json() == {"detail": "busy"}
+
+
+async def test_an_answer_without_a_length_ends_with_the_connection() -> None:
+    async def old_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": 1}')
+        await writer.drain()
+        writer.close()
+
+    async with loopback(old_server) as (server, base), client() as http:
+        assert (await http.get(f"{base}/x")).json() == {"a": 1}
+        assert (await http.get(f"{base}/x")).json() == {"a": 1}
+    assert server.connections == 2  # not kept: its end was the connection's
+
+
+async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
+    raw = b"HTTP/1.1 100 Continue\r\n\r\n" + answer("201 Created", b'{"a": 1}')
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.post(f"{base}/api/calls", json={})
+    assert (response.status_code, response.json()) == (201, {"a": 1})
+
+
+async def test_a_head_answer_has_no_body_whatever_its_length_says() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    async with loopback(serving(raw)) as (server, base), client() as http:
+        response = await http.head(f"{base}/x", timeout=2)
+        assert (response.status_code, response.content) == (200, b"")
+        assert (await http.head(f"{base}/x", timeout=2)).status_code == 200
+    assert server.connections == 2
+
+
+async def test_bytes_after_an_answer_close_the_connection() -> None:
+    raw = answer("200 OK", b"{}") + b"HTTP/1.1 200 OK\r\n"
+    async with loopback(serving(raw)) as (server, base), client() as http:
+        for _ in range(2):
+            assert (await http.get(f"{base}/x")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+        writer.close()
+
+    async with loopback(one_answer) as (server, base), client() as http:
+        assert (await http.get(f"{base}/x")).status_code == 200
+        await asyncio.sleep(0.1)  # the server's close reaches the client
+        assert (await http.get(f"{base}/x")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_an_idle_connection_past_its_keepalive_expiry_is_not_reused() -> None:
+    brief = httpx.Limits(max_connections=10, keepalive_expiry=0.05)
+    async with (
+        loopback(serving(answer("200 OK", b"{}"))) as (server, base),
+        client(limits=brief) as http,
+    ):
+        assert (await http.get(f"{base}/x")).status_code == 200
+        await asyncio.sleep(0.1)
+        assert (await http.get(f"{base}/x")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_connections_past_the_idle_limit_are_closed_not_kept() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer("200 OK", b"{}"))
+            await writer.drain()
+
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=1)
+    async with loopback(slow) as (server, base), client(limits=limits) as http:
+        three = [asyncio.create_task(http.get(f"{base}/x")) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*three)] == [200, 200, 200]
+        await asyncio.gather(*(http.get(f"{base}/x") for _ in range(3)))
+    assert server.connections == 5  # three at once, then two of the three again: one was kept
+
+
+async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    one = httpx.Limits(max_connections=1)
+    async with loopback(silent) as (server, base), client(limits=one) as http:
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await http.get(f"{base}/x", timeout=5)
+    assert server.connections == 3  # each cancelled one closed; the one place came back
+
+
+async def test_endless_headers_are_read_no_further_than_the_head_cap() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(ConnectionError):
+            for n in range(100_000):
+                writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000))
+                await writer.drain()
+
+    async with loopback(endless) as (_, base), client() as http:
+        with pytest.raises(ResponseTooLarge, match="headers are over 65536 bytes"):
+            await http.get(f"{base}/x", timeout=5)
+
+
+async def test_a_place_freed_while_requests_wait_goes_to_the_next_waiter() -> None:
+    release = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer("200 OK", b"{}"))
+            await writer.drain()
+
+    one = httpx.Limits(max_connections=1)
+    async with loopback(slow) as (server, base), client(limits=one) as http:
+        first = asyncio.create_task(http.get(f"{base}/1", timeout=5))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(http.get(f"{base}/{n}", timeout=5)) for n in (2, 3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        responses = await asyncio.gather(first, *waiting)
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert server.connections == 1  # the one connection served all three in turn
+
+
+async def test_an_unknown_scheme_is_unsupported() -> None:
+    async with client() as http:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await http.get("ftp://127.0.0.1/x")
 
 
 async def test_a_compressed_body_is_decoded_once() -> None:
@@ -228,8 +402,8 @@ async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
         assert time.monotonic() - began < 2
 
 
-async def test_waiting_too_long_for_a_free_connection_is_a_connect_timeout() -> None:
-    """Like httpx's PoolTimeout, nothing was sent: the Ultravox client may retry it."""
+async def test_waiting_too_long_for_a_free_connection_is_a_pool_timeout() -> None:
+    """Nothing was sent: the Ultravox client may retry it."""
     release = asyncio.Event()
 
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -242,7 +416,7 @@ async def test_waiting_too_long_for_a_free_connection_is_a_connect_timeout() -> 
     async with loopback(slow) as (server, base), client(limits=one) as http:
         first = asyncio.create_task(http.get(f"{base}/first", timeout=5))
         await asyncio.sleep(0.1)
-        with pytest.raises(httpx.ConnectTimeout):
+        with pytest.raises(httpx.PoolTimeout):
             await http.get(f"{base}/second", timeout=0.2)
         release.set()
         assert (await first).status_code == 200
@@ -301,7 +475,7 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
     until the deadline; broken after sending -> one attempt, the call may exist."""
     async with loopback(serving(b"")) as (_, base):
         pass
-    async with AiohttpTransport(LIMITS) as transport:
+    async with AsyncioTransport(LIMITS) as transport:
         ultravox = UltravoxClient(
             transport, api_url=f"{base}/api", api_key="k", deadline_seconds=0.3, backoff_base=0.01
         )
@@ -311,7 +485,7 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
 
-    async with loopback(hang_up) as (server, base), AiohttpTransport(LIMITS) as transport:
+    async with loopback(hang_up) as (server, base), AsyncioTransport(LIMITS) as transport:
         ultravox = UltravoxClient(transport, api_url=f"{base}/api", api_key="k", deadline_seconds=2)
         with pytest.raises(UltravoxTransportError):
             await ultravox.create_call({})
@@ -320,7 +494,7 @@ async def test_the_ultravox_client_retries_a_refused_connection_but_not_a_cut_on
 
 async def test_the_ultravox_client_creates_a_call_through_it() -> None:
     raw = answer("201 Created", b'{"callId": "c1", "joinUrl": "wss://j"}')
-    async with loopback(serving(raw)) as (_, base), AiohttpTransport(LIMITS) as transport:
+    async with loopback(serving(raw)) as (_, base), AsyncioTransport(LIMITS) as transport:
         ultravox = UltravoxClient(
             transport, api_url=f"{base}/api", api_key="k-1", deadline_seconds=2
         )
@@ -336,7 +510,7 @@ async def test_the_ultravox_client_creates_a_call_through_it() -> None:
 def test_the_service_sends_ultravox_requests_through_it() -> None:
     # Tests elsewhere run on httpx's own transport, which respx mocks (see conftest.py); the
     # tests below send through this very transport, capped as the service uses it.
-    assert isinstance(ultravox_transport(), AiohttpTransport)
+    assert isinstance(ultravox_transport(), AsyncioTransport)
 
 
 # The answer-size cap (app/http_transport.py) on the service's own path to Ultravox.

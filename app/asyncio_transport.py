@@ -1,0 +1,438 @@
+"""An httpx transport on asyncio's own connections and httptools' HTTP/1.1 parser.
+
+The Ultravox client keeps httpx's API (requests, responses, exceptions, timeouts); only the
+bytes travel here. A request is written as one buffer (the head httpx built, then its body), and
+the answer is parsed by httptools (the C parser uvicorn reads requests with) straight from the
+event loop's `data_received`, decoded within the answer-size cap (`CappedBody`,
+app/http_transport.py) as it arrives. No task, stream reader or lock stands between the socket
+and the caller: a webhook's Ultravox request costs about a fifth of the Python calls aiohttp's
+client took (docs/benchmarks.md).
+
+What it does not do, because the service's requests never need it: HTTP/2, upgrades (101),
+`Expect: 100-continue` (an interim answer is skipped), pipelining (one request per connection
+at a time), a write timeout (a request is handed to the socket whole; the read timeout runs from
+there). What httpx does above its transport still happens in httpx: redirects (not followed
+unless asked), cookies, proxies from the environment (httpx mounts its own transports for them).
+Errors are the httpx exceptions httpx's own transport raises, so callers tell a connection that
+never opened (`httpx.ConnectError`, `httpx.ConnectTimeout`, `httpx.PoolTimeout`: safe to retry)
+from one that broke after the request was sent.
+"""
+
+import asyncio
+import collections
+import re
+import ssl
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+import httpx
+
+from app.http_transport import (
+    ACCEPT_ENCODING,
+    MAX_RESPONSE_BYTES,
+    CappedBody,
+    ResponseTooLarge,
+    asks_for_other_encodings,
+)
+
+# scheme, host, port: the connections that can serve a request.
+Origin = tuple[bytes, bytes, int]
+
+_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+# The most an answer's status line and headers may take (httptools sets no limit).
+MAX_HEAD_BYTES = 64 * 1024
+# An HTTP method is a token (RFC 9110 5.6.2).
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests over keep-alive HTTP/1.1 connections: at most
+    `limits.max_connections` open (a request waits up to its `pool` timeout for one, then
+    `httpx.PoolTimeout`), at most `limits.max_keepalive_connections` of them idle, each idle
+    for at most `limits.keepalive_expiry` seconds. No answer is read past `max_bytes`
+    (`ResponseTooLarge`, the connection closed)."""
+
+    def __init__(
+        self,
+        limits: httpx.Limits,
+        *,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self._max_open = limits.max_connections
+        self._max_idle = limits.max_keepalive_connections
+        self._keepalive = limits.keepalive_expiry
+        self._max_bytes = max_bytes
+        # httpx's default context (certifi's CA bundle), so both transports trust the same.
+        self._tls = tls if tls is not None else httpx.create_ssl_context()
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._idle_count = 0
+        self._open: set[_Connection] = set()
+        self._opening = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.raw_scheme
+        port = url.port or _DEFAULT_PORTS.get(scheme)
+        if port is None:
+            raise httpx.UnsupportedProtocol(
+                f"cannot send a request to {scheme.decode('ascii', 'replace')!r} URLs",
+                request=request,
+            )
+        head, chunked = _head(request)
+        body = await request.aread()
+        if chunked:  # a body httpx did not know the length of
+            body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+        timeouts = request.extensions.get("timeout", {})
+        connection = await self._acquire((scheme, url.raw_host, port), request, timeouts)
+        reusable = False
+        try:
+            response = await connection.exchange(
+                request, head + body, timeouts.get("read"), self._max_bytes
+            )
+            reusable = connection.reusable
+            return response
+        finally:
+            self._release(connection, reusable)
+
+    async def aclose(self) -> None:
+        for connection in list(self._open):
+            connection.close()
+        self._idle.clear()
+        self._idle_count = 0
+
+    # The pool.
+
+    async def _acquire(
+        self, origin: Origin, request: httpx.Request, timeouts: dict[str, float | None]
+    ) -> "_Connection":
+        loop = asyncio.get_running_loop()
+        pool = timeouts.get("pool")
+        deadline = None if pool is None else loop.time() + pool
+        while True:
+            idle = self._idle.get(origin)
+            while idle:
+                connection = idle.pop()
+                self._idle_count -= 1
+                if connection.usable(loop.time(), self._keepalive):
+                    return connection
+                connection.close()
+            if self._max_open is None or len(self._open) + self._opening < self._max_open:
+                return await self._connect(origin, request, timeouts.get("connect"))
+            if self._close_oldest_idle():
+                continue
+            await self._wait_for_room(request, None if deadline is None else deadline - loop.time())
+
+    async def _wait_for_room(self, request: httpx.Request, seconds: float | None) -> None:
+        """Until a connection closes or goes idle, for at most `seconds`."""
+        if seconds is not None and seconds <= 0:
+            raise httpx.PoolTimeout("no free connection in time", request=request)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._wake()  # woken, but leaving: the next waiter takes the place
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout("no free connection in time", request=request) from None
+            raise
+
+    async def _connect(
+        self, origin: Origin, request: httpx.Request, seconds: float | None
+    ) -> "_Connection":
+        scheme, host, port = origin
+        name = host.decode("ascii")
+        tls = self._tls if scheme == b"https" else None
+        loop = asyncio.get_running_loop()
+        self._opening += 1
+        connection: _Connection | None = None
+        try:
+            async with asyncio.timeout(seconds):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin, self._forget),
+                    name,
+                    port,
+                    ssl=tls,
+                    server_hostname=name if tls else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"connecting to {name}:{port} timed out", request=request
+            ) from None
+        except OSError as exc:  # DNS, refused, unreachable, the TLS handshake
+            raise httpx.ConnectError(
+                f"cannot connect to {name}:{port}: {exc}", request=request
+            ) from exc
+        finally:
+            self._opening -= 1
+            if connection is None:
+                self._wake()  # the place it held is free
+        if not connection.closed:  # (closed already, it has left the pool)
+            self._open.add(connection)
+        return connection
+
+    def _release(self, connection: "_Connection", reusable: bool) -> None:
+        if (
+            reusable
+            and not connection.closed
+            and (self._max_idle is None or self._idle_count < self._max_idle)
+        ):
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(connection.origin, []).append(connection)
+            self._idle_count += 1
+            self._wake()
+        else:
+            connection.close()
+
+    def _forget(self, connection: "_Connection") -> None:
+        """A connection closed (by either side): its place in the pool is free."""
+        if connection in self._open:
+            self._open.discard(connection)
+            self._wake()
+
+    def _close_oldest_idle(self) -> bool:
+        """Room for a connection to another origin: the longest-idle one closed."""
+        oldest: _Connection | None = None
+        for connections in self._idle.values():
+            if connections and (oldest is None or connections[0].idle_since < oldest.idle_since):
+                oldest = connections[0]
+        if oldest is None:
+            return False
+        self._idle[oldest.origin].remove(oldest)
+        self._idle_count -= 1
+        oldest.close()
+        return True
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request at a time, its answer parsed as it arrives."""
+
+    def __init__(self, origin: Origin, on_close: Callable[["_Connection"], None]) -> None:
+        self.origin = origin
+        self._on_close = on_close
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.reusable = False
+        # The exchange in progress: None while idle.
+        self._answer: asyncio.Future[httpx.Response] | None = None
+        self._request: httpx.Request | None = None
+        self._max_bytes = 0
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: CappedBody | None = None
+        self._until_close = False
+        self._head_bytes = 0
+        self._last_read = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def usable(self, now: float, keepalive: float | None) -> bool:
+        return not self.closed and (keepalive is None or now - self.idle_since < keepalive)
+
+    async def exchange(
+        self, request: httpx.Request, data: bytes, read_timeout: float | None, max_bytes: int
+    ) -> httpx.Response:
+        """Writes `data` (the request) and returns the answer, read whole."""
+        if self.closed or self._transport is None:
+            raise httpx.RemoteProtocolError("the server closed the connection", request=request)
+        loop = self._loop
+        answer: asyncio.Future[httpx.Response] = loop.create_future()
+        self._answer = answer
+        self._request = request
+        self._max_bytes = max_bytes
+        self._headers = []
+        self._body = None
+        self._until_close = False
+        self._head_bytes = 0
+        self.reusable = False
+        self._transport.write(data)
+        if read_timeout is not None:
+            self._last_read = loop.time()
+            self._timer = loop.call_at(self._last_read + read_timeout, self._time_out, read_timeout)
+        try:
+            return await answer
+        finally:
+            self._answer = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._closed()
+
+    # asyncio's callbacks.
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (uvloop's transports are not subclasses of asyncio's, only alike)
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self.close()  # bytes no request asked for: the connection cannot be trusted
+            return
+        if self._timer is not None:
+            self._last_read = self._loop.time()
+        in_head = self._body is None  # the status line and headers are still coming
+        try:
+            self._parser.feed_data(data)
+            if in_head and self._body is None:
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    message = f"the answer's headers are over {MAX_HEAD_BYTES} bytes"
+                    self._fail(ResponseTooLarge(message, request=self._request))
+        except httptools.HttpParserCallbackError as exc:  # raised by one of the methods below
+            context = exc.__context__
+            self._fail(context if isinstance(context, httpx.HTTPError) else self._protocol(exc))
+        except httptools.HttpParserUpgrade:
+            self._fail(self._protocol("the server switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(self._protocol(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed()
+        if self._answer is None or self._answer.done():
+            return
+        if exc is None and self._body is not None and self._until_close:
+            self._complete()  # an answer without a length ends where the connection does
+        elif isinstance(exc, OSError):
+            self._fail(httpx.ReadError(f"connection broken: {exc}", request=self._request))
+        else:
+            self._fail(self._protocol("the server closed the connection before answering"))
+
+    # httptools' callbacks.
+
+    def on_message_begin(self) -> None:
+        if self._answer is None or self._answer.done():
+            self.close()  # a second answer to one request: the connection cannot be trusted
+        self._reason = b""
+        self._headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            return  # an interim answer (100 Continue): the real one follows
+        length: str | None = None
+        codings: list[str] = []
+        framed = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                length, framed = value.decode("latin-1"), True
+            elif lower == b"content-encoding":
+                codings.append(value.decode("latin-1"))
+            elif lower == b"transfer-encoding":
+                framed = True
+        assert self._request is not None
+        self._body = CappedBody(self._request, self._max_bytes, length, ", ".join(codings))
+        no_body = status in (204, 304) or self._request.method == "HEAD"
+        self._until_close = not framed and not no_body
+        if self._request.method == "HEAD":
+            self._complete()  # no body follows, whatever the headers say; not reused
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.add(body)
+
+    def on_message_complete(self) -> None:
+        if self._body is None:
+            return  # the end of an interim answer
+        self.reusable = (
+            not self._until_close
+            and self._request is not None
+            and self._request.method != "HEAD"
+            and self._parser.should_keep_alive()
+        )
+        self._complete()
+
+    # The end of an exchange.
+
+    def _complete(self) -> None:
+        answer, body = self._answer, self._body
+        if answer is None or answer.done() or body is None:
+            return
+        content = body.content()
+        headers = body.headers(self._headers)
+        if headers is not self._headers:  # decoded here: the length is the decoded body's
+            headers = [*headers, (b"Content-Length", b"%d" % len(content))]
+        version = self._parser.get_http_version()
+        answer.set_result(
+            httpx.Response(
+                self._parser.get_status_code(),
+                headers=headers,
+                stream=httpx.ByteStream(content),
+                extensions={
+                    "http_version": b"HTTP/" + version.encode("ascii"),
+                    "reason_phrase": self._reason,
+                },
+            )
+        )
+
+    def _fail(self, error: Exception) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(error)
+        self.close()
+
+    def _time_out(self, timeout: float) -> None:
+        loop = self._loop
+        quiet_until = self._last_read + timeout
+        if loop.time() < quiet_until:  # bytes came since: wait from the last of them
+            self._timer = loop.call_at(quiet_until, self._time_out, timeout)
+            return
+        self._timer = None
+        self._fail(httpx.ReadTimeout(f"no answer within {timeout:g}s", request=self._request))
+
+    def _protocol(self, reason: object) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(f"bad answer: {reason}", request=self._request)
+
+    def _closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._on_close(self)
+
+
+def _head(request: httpx.Request) -> tuple[bytes, bool]:
+    """The request line and headers as httpx built them, and whether the body goes chunked.
+    A header that would break the head (a line break or NUL in it) is refused, not sent."""
+    method = request.method
+    if not _METHOD.fullmatch(method):
+        raise httpx.LocalProtocolError(f"{method!r} is not an HTTP method", request=request)
+    raw = request.headers.raw
+    parts = [method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    chunked = False
+    for name, value in raw:
+        if name.lower() == b"accept-encoding" and asks_for_other_encodings(value.decode("latin-1")):
+            value = ACCEPT_ENCODING.encode("ascii")  # only what is decoded within the cap
+        elif name.lower() == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(raw) + 2
+    if not (head.count(b"\r\n") == head.count(b"\r") == head.count(b"\n") == lines):
+        raise httpx.LocalProtocolError("a header holds a line break", request=request)
+    if b"\0" in head:
+        raise httpx.LocalProtocolError("a header holds a NUL byte", request=request)
+    return head, chunked
