@@ -187,6 +187,33 @@ def test_the_service_log_handler_samples_refusals() -> None:
             logging.getLogger(name).filters[:] = []
 
 
+def test_service_log_lines_skip_the_caller_thread_and_process_look_ups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # put back afterwards
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    records: list[logging.LogRecord] = []
+    try:
+        configure_logging("INFO", mask_numbers=True, as_json=True)
+        (handler,) = root.handlers
+        handler.emit = records.append  # type: ignore[assignment,method-assign]
+        logging.getLogger("app.bridge").info("webhook.answered")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).filters[:] = []
+    (record,) = records
+    assert (record.funcName, record.lineno, record.pathname) == (
+        "(unknown function)",
+        0,
+        "(unknown file)",
+    )
+    assert (record.thread, record.process, record.processName) == (None, None, None)
+
+
 def test_values_the_formatter_does_not_redact_are_those_redact_leaves_alone() -> None:
     """The formatter skips `redact` for a value without `:`, `=` or `?`: for any such value,
     `redact` must change nothing, whatever secret-looking words it holds."""
