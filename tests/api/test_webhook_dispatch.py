@@ -12,6 +12,8 @@ import respx
 from starlette.requests import ClientDisconnect
 
 from app import metrics
+from app.api.webhooks import answer_response, send_answer
+from app.calltypes import Answer
 from app.main import create_app
 from tests.conftest import (
     BASE_URL,
@@ -239,3 +241,31 @@ async def test_many_refused_webhooks_add_no_metric_series(ultravox: respx.MockRo
             assert huge.status_code == 413
     assert before == metrics._SERIES
     assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Answer(b"<Response/>", "text/xml"),
+        Answer(b"<Response/>", "application/xml"),
+        Answer(b'{"a": 1}', "application/json", 503),
+        Answer(b"", "text/plain; charset=utf-8"),
+        Answer("<Say>é</Say>".encode(), "text/xml"),
+    ],
+)
+async def test_an_answer_goes_out_as_the_framework_s_response_would_send_it(
+    answer: Answer,
+) -> None:
+    sent: list[dict[str, Any]] = []
+    framework: list[dict[str, Any]] = []
+
+    async def nothing() -> dict[str, Any]:
+        raise AssertionError("an answer reads nothing")
+
+    async def into(messages: list[dict[str, Any]], message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await send_answer(answer, lambda message: into(sent, message))
+    scope = {"type": "http", "method": "POST", "path": "/twilio/incoming"}
+    await answer_response(answer)(scope, nothing, lambda message: into(framework, message))
+    assert sent == framework
