@@ -358,7 +358,12 @@ class UltravoxClient:
         try:
             response = await self._transport.handle_async_request(request)
             try:
-                await response.aread()
+                if isinstance(response.stream, httpx.SyncByteStream):
+                    # In memory already (the service's transport reads the answer whole):
+                    # read without `aread`'s chain of async generators, a tenth of a webhook.
+                    response.read()
+                else:
+                    await response.aread()
             finally:
                 await response.aclose()
         except RETRYABLE_TRANSPORT_ERRORS as exc:

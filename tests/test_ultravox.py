@@ -2,6 +2,7 @@
 
 import asyncio
 import email.utils
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -326,3 +327,44 @@ async def test_call_id_stays_one_path_segment_when_ending(api: respx.MockRouter)
         b"/api/calls/..%2Fagents%3Fx%3D/send_data_message",
         b"/api/calls/..%2Fagents%3Fx%3D",
     ]
+
+
+class StreamedAnswer(httpx.AsyncByteStream):
+    """An answer that arrives in pieces and can only be read asynchronously, as httpx's own
+    transport gives it."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = pieces
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class OneAnswer(httpx.AsyncBaseTransport):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self.response
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+async def test_an_answer_is_read_whole_whether_its_stream_is_async_only_or_in_memory(
+    asynchronous: bool,
+) -> None:
+    body = b'{"callId": "c-1", "joinUrl": "wss://voice.ultravox.test/j"}'
+    stream = StreamedAnswer(body[:10], body[10:]) if asynchronous else httpx.ByteStream(body)
+    transport = OneAnswer(httpx.Response(201, stream=stream))
+    client = UltravoxClient(transport, api_url=API_URL, api_key="k", deadline_seconds=1)
+
+    call = await client.create_call({"systemPrompt": "hi"})
+
+    assert (call.call_id, call.join_url) == ("c-1", "wss://voice.ultravox.test/j")
+    assert transport.response.is_closed
+    if isinstance(stream, StreamedAnswer):
+        assert stream.closed
