@@ -45,11 +45,12 @@ FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "cancele
 
 
 class SignedFields(dict[str, list[str]]):
-    """The form fields as the twilio SDK's signer reads them (`getlist(name)`), each look-up a
-    dict access. A multi-dict that scans its fields per look-up, as Starlette's does, makes the
+    """The form fields as the twilio SDK's signer reads them: `getall(name)`, the first method it
+    tries (a dict without it costs an AttributeError raised and caught per field), each look-up
+    a dict access. A multi-dict that scans its fields per look-up, as Starlette's does, makes the
     signature quadratic in the field count."""
 
-    def getlist(self, name: str) -> list[str]:
+    def getall(self, name: str) -> list[str]:
         return self[name]
 
 
