@@ -40,7 +40,8 @@ from app.http_transport import (
 Origin = tuple[bytes, bytes, int]
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
-# The most an answer's status line and headers may take (httptools sets no limit).
+# The most an answer's status line and headers may take (httptools sets no limit). What else is
+# not body, a chunked body's framing and trailers, may take as much again as the body itself.
 MAX_HEAD_BYTES = 64 * 1024
 # An HTTP method is a token (RFC 9110 5.6.2).
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -237,7 +238,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: CappedBody | None = None
         self._until_close = False
-        self._head_bytes = 0
+        self._wire_bytes = 0  # the answer's bytes as received, body and all else
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -258,7 +259,7 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = None
         self._until_close = False
-        self._head_bytes = 0
+        self._wire_bytes = 0
         self.reusable = False
         self._transport.write(data)
         if read_timeout is not None:
@@ -289,14 +290,22 @@ class _Connection(asyncio.Protocol):
             return
         if self._timer is not None:
             self._last_read = self._loop.time()
-        in_head = self._body is None  # the status line and headers are still coming
+        self._wire_bytes += len(data)
         try:
             self._parser.feed_data(data)
-            if in_head and self._body is None:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEAD_BYTES:
+            # Not body: the status line and headers (httptools holds a header line whole, however
+            # long), then a chunked body's sizes, extensions and trailers.
+            body = self._body
+            if body is None:
+                if self._wire_bytes > MAX_HEAD_BYTES:
                     message = f"the answer's headers are over {MAX_HEAD_BYTES} bytes"
                     self._fail(ResponseTooLarge(message, request=self._request))
+            elif self._wire_bytes - body.received > MAX_HEAD_BYTES + body.received:
+                message = (
+                    f"the answer's headers, chunk framing and trailers are over {MAX_HEAD_BYTES} "
+                    "bytes more than its body"
+                )
+                self._fail(ResponseTooLarge(message, request=self._request))
         except httptools.HttpParserCallbackError as exc:  # raised by one of the methods below
             context = exc.__context__
             self._fail(context if isinstance(context, httpx.HTTPError) else self._protocol(exc))
@@ -328,7 +337,8 @@ class _Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self._body is None:  # not a trailer: httpx's own transport drops those
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()

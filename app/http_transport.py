@@ -64,13 +64,13 @@ class CappedBody:
                 request=request,
             )
         self._parts: list[bytes] = []
-        self._received = 0
+        self.received = 0  # the bytes added, before decoding
         self._decoded = 0
 
     def add(self, chunk: bytes) -> None:
         """The next bytes received."""
-        self._received += len(chunk)
-        self._check(self._received)
+        self.received += len(chunk)
+        self._check(self.received)
         if self._decoder is None:
             self._parts.append(chunk)
             return

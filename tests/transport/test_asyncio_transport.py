@@ -305,6 +305,52 @@ async def test_endless_headers_are_read_no_further_than_the_head_cap() -> None:
             await http.get(f"{base}/x", timeout=5)
 
 
+async def test_trailers_are_not_taken_for_headers() -> None:
+    """httpx's own transport drops a chunked answer's trailers: a Set-Cookie among them must not
+    reach the client's cookies, nor a trailer its headers."""
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Head: 1\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nSet-Cookie: session=planted\r\nX-Trailer: 1\r\n\r\n"
+    )
+    async with loopback(serving(raw)) as (server, base), client() as http:
+        response = await http.get(f"{base}/x")
+        assert (await http.get(f"{base}/x")).status_code == 200
+
+    assert response.content == b"{}"
+    assert response.headers.raw == [(b"Transfer-Encoding", b"chunked"), (b"X-Head", b"1")]
+    assert not http.cookies
+    assert server.connections == 1  # the trailers ended the answer; the connection was kept
+
+
+async def test_endless_trailers_are_read_no_further_than_the_head_cap() -> None:
+    """Trailers, like headers, are not body: they are not let grow past the head cap."""
+
+    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
+        with contextlib.suppress(ConnectionError):
+            for n in range(200):
+                writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000))
+                await writer.drain()
+            writer.write(b"\r\n")
+            await writer.drain()
+
+    async with loopback(trailers) as (_, base), client() as http:
+        with pytest.raises(ResponseTooLarge, match="over 65536 bytes"):
+            await http.get(f"{base}/x", timeout=5)
+
+
+async def test_an_answer_in_small_chunks_is_read_whole() -> None:
+    """The chunks' framing counts as the headers do, but grows with the body: a body sent a
+    few bytes at a time is no attack."""
+    body = b"0123456789" * 20_000
+    chunks = b"".join(b"5\r\n%s\r\n" % body[i : i + 5] for i in range(0, len(body), 5))
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.get(f"{base}/x", timeout=5)
+    assert response.content == body
+
+
 async def test_a_place_freed_while_requests_wait_goes_to_the_next_waiter() -> None:
     release = asyncio.Event()
 
