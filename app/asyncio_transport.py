@@ -179,23 +179,38 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return connection
 
     def _release(self, connection: "_Connection", reusable: bool) -> None:
-        if (
-            reusable
-            and not connection.closed
-            and (self._max_idle is None or self._idle_count < self._max_idle)
-        ):
-            connection.idle_since = asyncio.get_running_loop().time()
-            self._idle.setdefault(connection.origin, []).append(connection)
-            self._idle_count += 1
-            self._wake()
-        else:
-            connection.close()
+        if reusable and not connection.closed:
+            now = asyncio.get_running_loop().time()
+            if self._max_idle is not None and self._idle_count >= self._max_idle:
+                self._close_expired(now)  # an origin asked for no more keeps its places
+            if self._max_idle is None or self._idle_count < self._max_idle:
+                connection.idle_since = now
+                self._idle.setdefault(connection.origin, []).append(connection)
+                self._idle_count += 1
+                self._wake()
+                return
+        connection.close()
 
     def _forget(self, connection: "_Connection") -> None:
-        """A connection closed (by either side): its place in the pool is free."""
+        """A connection closed (by either side): its place in the pool is free, and its place
+        among the idle ones if it was idle (the server's close)."""
         if connection in self._open:
             self._open.discard(connection)
+            idle = self._idle.get(connection.origin)
+            if idle and connection in idle:
+                idle.remove(connection)
+                self._idle_count -= 1
             self._wake()
+
+    def _close_expired(self, now: float) -> None:
+        """The idle connections past their keep-alive expiry closed, of every origin (each
+        origin's idle connections are in the order they went idle)."""
+        if self._keepalive is None:
+            return
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since >= self._keepalive:
+                idle.pop(0).close()
+                self._idle_count -= 1
 
     def _close_oldest_idle(self) -> bool:
         """Room for a connection to another origin: the longest-idle one closed."""

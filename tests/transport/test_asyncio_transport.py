@@ -277,6 +277,58 @@ async def test_connections_past_the_idle_limit_are_closed_not_kept() -> None:
     assert server.connections == 5  # three at once, then two of the three again: one was kept
 
 
+async def test_idle_connections_another_server_closed_leave_the_idle_places_free() -> None:
+    """Connections of one origin that its server closed while idle no longer count as idle: a
+    second origin's connections are kept alive, not closed after each request."""
+
+    async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.05)  # both requests are in flight at once
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=2)
+    async with (
+        loopback(one_answer) as (_, closing),
+        loopback(serving(answer("200 OK", b"{}"))) as (other, base),
+        client(limits=limits) as http,
+    ):
+        await asyncio.gather(http.get(f"{closing}/x"), http.get(f"{closing}/x"))
+        await asyncio.sleep(0.1)  # the first server's close reaches the client
+        for _ in range(3):
+            assert (await http.get(f"{base}/x")).status_code == 200
+    assert other.connections == 1
+
+
+async def test_expired_idle_connections_give_their_places_to_another_origin() -> None:
+    """Idle connections past their keep-alive expiry are closed when their places are needed,
+    not kept open until their own origin is asked again."""
+    closed = 0
+
+    async def until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal closed
+        await read_request(reader)
+        await asyncio.sleep(0.05)
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+        await reader.read()  # returns at the client's end of the connection
+        closed += 1
+
+    brief = httpx.Limits(max_connections=10, max_keepalive_connections=2, keepalive_expiry=0.05)
+    async with (
+        loopback(until_eof) as (_, rare),
+        loopback(serving(answer("200 OK", b"{}"))) as (other, base),
+        client(limits=brief) as http,
+    ):
+        await asyncio.gather(http.get(f"{rare}/x"), http.get(f"{rare}/x"))
+        await asyncio.sleep(0.1)  # both idle past their expiry
+        for _ in range(3):
+            assert (await http.get(f"{base}/x")).status_code == 200
+        await asyncio.sleep(0.05)
+        assert closed == 2
+    assert other.connections == 1
+
+
 async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
