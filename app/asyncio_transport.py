@@ -283,7 +283,12 @@ class _Connection(asyncio.Protocol):
         try:
             return await answer
         finally:
+            # Nothing of the exchange is kept while the connection waits idle: the request (its
+            # body, its headers) and the answer's parts are the caller's to let go.
             self._answer = None
+            self._request = None
+            self._body = None
+            self._headers = []
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

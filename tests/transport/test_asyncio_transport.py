@@ -6,10 +6,12 @@ reads within, as the service uses it, against oversized and compressed answers."
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 import time
 import tracemalloc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -327,6 +329,25 @@ async def test_expired_idle_connections_give_their_places_to_another_origin() ->
         await asyncio.sleep(0.05)
         assert closed == 2
     assert other.connections == 1
+
+
+async def test_an_idle_connection_holds_nothing_of_its_last_request() -> None:
+    """Up to `max_keepalive_connections` connections wait idle: none keeps its last request (its
+    body, its API key) or the answer's body once the caller let them go."""
+    body = b"x" * 200_000
+    async with (
+        loopback(serving(answer("200 OK", body))) as (_, base),
+        AsyncioTransport(LIMITS) as transport,
+    ):
+        request = httpx.Request("POST", f"{base}/api/calls", content=b"prompt" * 1000)
+        response = await transport.handle_async_request(request)
+        assert await response.aread() == body
+        sent = weakref.ref(request)
+        del request, response
+        gc.collect()
+        assert sent() is None
+        (idle,) = [c for connections in transport._idle.values() for c in connections]
+        assert idle._body is None
 
 
 async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -> None:
