@@ -705,6 +705,23 @@ async def test_a_compressed_answer_decoding_past_the_cap_is_refused_in_bounded_m
     assert peak < 3 * MAX_RESPONSE_BYTES
 
 
+async def test_an_answer_in_tiny_chunks_is_held_in_memory_about_its_size() -> None:
+    """A body under the cap sent five bytes a chunk: what is held is the body, not an object per
+    chunk (about 26 MiB for this one, a connection)."""
+    body = b"0123456789" * (MAX_RESPONSE_BYTES // 10)
+    chunks = b"".join(b"5\r\n%s\r\n" % body[i : i + 5] for i in range(0, len(body), 5))
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        tracemalloc.start()
+        try:
+            response = await http.get(f"{base}/api/calls")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.content == body
+    assert peak < 4 * MAX_RESPONSE_BYTES
+
+
 async def test_a_compressed_answer_under_the_cap_is_decoded_once() -> None:
     body = json.dumps({"joinUrl": "wss://x", "pad": "y" * (MAX_RESPONSE_BYTES - 100)}).encode()
     raw = answer("201 Created", gzip.compress(body), "Content-Encoding: gzip")
