@@ -82,16 +82,13 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
                 f"cannot send a request to {scheme.decode('ascii', 'replace')!r} URLs",
                 request=request,
             )
-        head, chunked = _head(request)
-        body = await request.aread()
-        if chunked:  # a body httpx did not know the length of
-            body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+        message = _message(request, await request.aread())
         timeouts = request.extensions.get("timeout", {})
         connection = await self._acquire((scheme, url.raw_host, port), request, timeouts)
         reusable = False
         try:
             response = await connection.exchange(
-                request, head + body, timeouts.get("read"), self._max_bytes
+                request, message, timeouts.get("read"), self._max_bytes
             )
             reusable = connection.reusable
             return response
@@ -443,20 +440,29 @@ class _Connection(asyncio.Protocol):
             self._on_close(self)
 
 
-def _head(request: httpx.Request) -> tuple[bytes, bool]:
-    """The request line and headers as httpx built them, and whether the body goes chunked.
-    A header that would break the head (a line break or NUL in it) is refused, not sent."""
+def _message(request: httpx.Request, body: bytes) -> bytes:
+    """The request as it goes on the wire: the request line and headers as httpx built them, then
+    the body, chunked if they say so (a body httpx did not know the length of). Refused, not
+    sent: a header that would break the head (a line break or NUL in it), and a body its headers
+    do not frame exactly (a Content-Length not its length, or with Transfer-Encoding), which the
+    server would read into the next request or take the next request into."""
     method = request.method
     if not _METHOD.fullmatch(method):
         raise httpx.LocalProtocolError(f"{method!r} is not an HTTP method", request=request)
     raw = request.headers.raw
     parts = [method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     chunked = False
+    length: bytes | None = None
     for name, value in raw:
-        if name.lower() == b"accept-encoding" and asks_for_other_encodings(value.decode("latin-1")):
+        lower = name.lower()
+        if lower == b"accept-encoding" and asks_for_other_encodings(value.decode("latin-1")):
             value = ACCEPT_ENCODING.encode("ascii")  # only what is decoded within the cap
-        elif name.lower() == b"transfer-encoding":
+        elif lower == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
+        elif lower == b"content-length":
+            if length is not None:
+                raise httpx.LocalProtocolError("two Content-Length headers", request=request)
+            length = value
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     head = b"".join(parts)
@@ -465,4 +471,14 @@ def _head(request: httpx.Request) -> tuple[bytes, bool]:
         raise httpx.LocalProtocolError("a header holds a line break", request=request)
     if b"\0" in head:
         raise httpx.LocalProtocolError("a header holds a NUL byte", request=request)
-    return head, chunked
+    if chunked:
+        if length is not None:
+            raise httpx.LocalProtocolError(
+                "both Content-Length and Transfer-Encoding: chunked", request=request
+            )
+        return head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n")
+    if (body or length is not None) and length != b"%d" % len(body):
+        raise httpx.LocalProtocolError(
+            f"a body of {len(body)} bytes with Content-Length {length!r}", request=request
+        )
+    return head + body

@@ -176,6 +176,27 @@ async def test_a_header_that_would_break_the_head_is_refused_unsent(
     assert server.connections == 0
 
 
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        ({"Content-Length": "0"}, b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ({"Content-Length": "100"}, b"{}"),
+        ({"Content-Length": "2", "Transfer-Encoding": "chunked"}, b"{}"),
+    ],
+)
+async def test_a_body_its_headers_do_not_frame_is_refused_unsent(
+    headers: dict[str, str], content: bytes
+) -> None:
+    """The request's own Content-Length frames it (the Ultravox client sets it itself): one that
+    disagrees with the body would have the server read the rest as another request, or the next
+    request as this one's body. httpx's own transport refuses it too."""
+    async with loopback(serving(answer("200 OK", b"{}"))) as (server, base), client() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.post(f"{base}/api/calls", headers=headers, content=content)
+    assert SEEN == []
+    assert server.connections == 0
+
+
 async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -> None:
     raw = answer(
         "429 Slow Down",
