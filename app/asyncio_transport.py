@@ -40,7 +40,8 @@ from app.http_transport import (
 Origin = tuple[bytes, bytes, int]
 
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
-# The most an answer's status line and headers may take (httptools sets no limit).
+# The most an answer's status line and headers may take (httptools sets no limit). What else is
+# not body, a chunked body's framing and trailers, may take as much again as the body itself.
 MAX_HEAD_BYTES = 64 * 1024
 # An HTTP method is a token (RFC 9110 5.6.2).
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -81,16 +82,13 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
                 f"cannot send a request to {scheme.decode('ascii', 'replace')!r} URLs",
                 request=request,
             )
-        head, chunked = _head(request)
-        body = await request.aread()
-        if chunked:  # a body httpx did not know the length of
-            body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+        message = _message(request, await request.aread())
         timeouts = request.extensions.get("timeout", {})
         connection = await self._acquire((scheme, url.raw_host, port), request, timeouts)
         reusable = False
         try:
             response = await connection.exchange(
-                request, head + body, timeouts.get("read"), self._max_bytes
+                request, message, timeouts.get("read"), self._max_bytes
             )
             reusable = connection.reusable
             return response
@@ -178,23 +176,38 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         return connection
 
     def _release(self, connection: "_Connection", reusable: bool) -> None:
-        if (
-            reusable
-            and not connection.closed
-            and (self._max_idle is None or self._idle_count < self._max_idle)
-        ):
-            connection.idle_since = asyncio.get_running_loop().time()
-            self._idle.setdefault(connection.origin, []).append(connection)
-            self._idle_count += 1
-            self._wake()
-        else:
-            connection.close()
+        if reusable and not connection.closed:
+            now = asyncio.get_running_loop().time()
+            if self._max_idle is not None and self._idle_count >= self._max_idle:
+                self._close_expired(now)  # an origin asked for no more keeps its places
+            if self._max_idle is None or self._idle_count < self._max_idle:
+                connection.idle_since = now
+                self._idle.setdefault(connection.origin, []).append(connection)
+                self._idle_count += 1
+                self._wake()
+                return
+        connection.close()
 
     def _forget(self, connection: "_Connection") -> None:
-        """A connection closed (by either side): its place in the pool is free."""
+        """A connection closed (by either side): its place in the pool is free, and its place
+        among the idle ones if it was idle (the server's close)."""
         if connection in self._open:
             self._open.discard(connection)
+            idle = self._idle.get(connection.origin)
+            if idle and connection in idle:
+                idle.remove(connection)
+                self._idle_count -= 1
             self._wake()
+
+    def _close_expired(self, now: float) -> None:
+        """The idle connections past their keep-alive expiry closed, of every origin (each
+        origin's idle connections are in the order they went idle)."""
+        if self._keepalive is None:
+            return
+        for idle in self._idle.values():
+            while idle and now - idle[0].idle_since >= self._keepalive:
+                idle.pop(0).close()
+                self._idle_count -= 1
 
     def _close_oldest_idle(self) -> bool:
         """Room for a connection to another origin: the longest-idle one closed."""
@@ -237,7 +250,7 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: CappedBody | None = None
         self._until_close = False
-        self._head_bytes = 0
+        self._wire_bytes = 0  # the answer's bytes as received, body and all else
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -258,7 +271,7 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._body = None
         self._until_close = False
-        self._head_bytes = 0
+        self._wire_bytes = 0
         self.reusable = False
         self._transport.write(data)
         if read_timeout is not None:
@@ -267,7 +280,12 @@ class _Connection(asyncio.Protocol):
         try:
             return await answer
         finally:
+            # Nothing of the exchange is kept while the connection waits idle: the request (its
+            # body, its headers) and the answer's parts are the caller's to let go.
             self._answer = None
+            self._request = None
+            self._body = None
+            self._headers = []
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -289,14 +307,22 @@ class _Connection(asyncio.Protocol):
             return
         if self._timer is not None:
             self._last_read = self._loop.time()
-        in_head = self._body is None  # the status line and headers are still coming
+        self._wire_bytes += len(data)
         try:
             self._parser.feed_data(data)
-            if in_head and self._body is None:
-                self._head_bytes += len(data)
-                if self._head_bytes > MAX_HEAD_BYTES:
+            # Not body: the status line and headers (httptools holds a header line whole, however
+            # long), then a chunked body's sizes, extensions and trailers.
+            body = self._body
+            if body is None:
+                if self._wire_bytes > MAX_HEAD_BYTES:
                     message = f"the answer's headers are over {MAX_HEAD_BYTES} bytes"
                     self._fail(ResponseTooLarge(message, request=self._request))
+            elif self._wire_bytes - body.received > MAX_HEAD_BYTES + body.received:
+                message = (
+                    f"the answer's headers, chunk framing and trailers are over {MAX_HEAD_BYTES} "
+                    "bytes more than its body"
+                )
+                self._fail(ResponseTooLarge(message, request=self._request))
         except httptools.HttpParserCallbackError as exc:  # raised by one of the methods below
             context = exc.__context__
             self._fail(context if isinstance(context, httpx.HTTPError) else self._protocol(exc))
@@ -328,7 +354,8 @@ class _Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self._body is None:  # not a trailer: httpx's own transport drops those
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -413,20 +440,29 @@ class _Connection(asyncio.Protocol):
             self._on_close(self)
 
 
-def _head(request: httpx.Request) -> tuple[bytes, bool]:
-    """The request line and headers as httpx built them, and whether the body goes chunked.
-    A header that would break the head (a line break or NUL in it) is refused, not sent."""
+def _message(request: httpx.Request, body: bytes) -> bytes:
+    """The request as it goes on the wire: the request line and headers as httpx built them, then
+    the body, chunked if they say so (a body httpx did not know the length of). Refused, not
+    sent: a header that would break the head (a line break or NUL in it), and a body its headers
+    do not frame exactly (a Content-Length not its length, or with Transfer-Encoding), which the
+    server would read into the next request or take the next request into."""
     method = request.method
     if not _METHOD.fullmatch(method):
         raise httpx.LocalProtocolError(f"{method!r} is not an HTTP method", request=request)
     raw = request.headers.raw
     parts = [method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     chunked = False
+    length: bytes | None = None
     for name, value in raw:
-        if name.lower() == b"accept-encoding" and asks_for_other_encodings(value.decode("latin-1")):
+        lower = name.lower()
+        if lower == b"accept-encoding" and asks_for_other_encodings(value.decode("latin-1")):
             value = ACCEPT_ENCODING.encode("ascii")  # only what is decoded within the cap
-        elif name.lower() == b"transfer-encoding":
+        elif lower == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
+        elif lower == b"content-length":
+            if length is not None:
+                raise httpx.LocalProtocolError("two Content-Length headers", request=request)
+            length = value
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     head = b"".join(parts)
@@ -435,4 +471,14 @@ def _head(request: httpx.Request) -> tuple[bytes, bool]:
         raise httpx.LocalProtocolError("a header holds a line break", request=request)
     if b"\0" in head:
         raise httpx.LocalProtocolError("a header holds a NUL byte", request=request)
-    return head, chunked
+    if chunked:
+        if length is not None:
+            raise httpx.LocalProtocolError(
+                "both Content-Length and Transfer-Encoding: chunked", request=request
+            )
+        return head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n")
+    if (body or length is not None) and length != b"%d" % len(body):
+        raise httpx.LocalProtocolError(
+            f"a body of {len(body)} bytes with Content-Length {length!r}", request=request
+        )
+    return head + body

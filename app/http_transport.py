@@ -63,25 +63,27 @@ class CappedBody:
                 f"{ACCEPT_ENCODING}",
                 request=request,
             )
-        self._parts: list[bytes] = []
-        self._received = 0
+        # One buffer, not a list of the pieces: an answer in chunks of a few bytes would hold an
+        # object per chunk, about 30 times the bytes the cap counts.
+        self._content = bytearray()
+        self.received = 0  # the bytes added, before decoding
         self._decoded = 0
 
     def add(self, chunk: bytes) -> None:
         """The next bytes received."""
-        self._received += len(chunk)
-        self._check(self._received)
+        self.received += len(chunk)
+        self._check(self.received)
         if self._decoder is None:
-            self._parts.append(chunk)
+            self._content += chunk
             return
         for piece in self._decoder.decode(chunk, self._request):
             self._decoded += len(piece)
             self._check(self._decoded)
-            self._parts.append(piece)
+            self._content += piece
 
     def content(self) -> bytes:
         """The body, decoded, once all of it was added."""
-        return b"".join(self._parts)
+        return bytes(self._content)
 
     def headers(self, raw: RawHeaders) -> RawHeaders:
         """The answer's headers as they describe `content()`: without the encoding decoded here

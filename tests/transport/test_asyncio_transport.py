@@ -6,10 +6,12 @@ reads within, as the service uses it, against oversized and compressed answers."
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 import time
 import tracemalloc
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -174,6 +176,27 @@ async def test_a_header_that_would_break_the_head_is_refused_unsent(
     assert server.connections == 0
 
 
+@pytest.mark.parametrize(
+    ("headers", "content"),
+    [
+        ({"Content-Length": "0"}, b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ({"Content-Length": "100"}, b"{}"),
+        ({"Content-Length": "2", "Transfer-Encoding": "chunked"}, b"{}"),
+    ],
+)
+async def test_a_body_its_headers_do_not_frame_is_refused_unsent(
+    headers: dict[str, str], content: bytes
+) -> None:
+    """The request's own Content-Length frames it (the Ultravox client sets it itself): one that
+    disagrees with the body would have the server read the rest as another request, or the next
+    request as this one's body. httpx's own transport refuses it too."""
+    async with loopback(serving(answer("200 OK", b"{}"))) as (server, base), client() as http:
+        with pytest.raises(httpx.LocalProtocolError):
+            await http.post(f"{base}/api/calls", headers=headers, content=content)
+    assert SEEN == []
+    assert server.connections == 0
+
+
 async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -> None:
     raw = answer(
         "429 Slow Down",
@@ -277,6 +300,77 @@ async def test_connections_past_the_idle_limit_are_closed_not_kept() -> None:
     assert server.connections == 5  # three at once, then two of the three again: one was kept
 
 
+async def test_idle_connections_another_server_closed_leave_the_idle_places_free() -> None:
+    """Connections of one origin that its server closed while idle no longer count as idle: a
+    second origin's connections are kept alive, not closed after each request."""
+
+    async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.05)  # both requests are in flight at once
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=2)
+    async with (
+        loopback(one_answer) as (_, closing),
+        loopback(serving(answer("200 OK", b"{}"))) as (other, base),
+        client(limits=limits) as http,
+    ):
+        await asyncio.gather(http.get(f"{closing}/x"), http.get(f"{closing}/x"))
+        await asyncio.sleep(0.1)  # the first server's close reaches the client
+        for _ in range(3):
+            assert (await http.get(f"{base}/x")).status_code == 200
+    assert other.connections == 1
+
+
+async def test_expired_idle_connections_give_their_places_to_another_origin() -> None:
+    """Idle connections past their keep-alive expiry are closed when their places are needed,
+    not kept open until their own origin is asked again."""
+    closed = 0
+
+    async def until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal closed
+        await read_request(reader)
+        await asyncio.sleep(0.05)
+        writer.write(answer("200 OK", b"{}"))
+        await writer.drain()
+        await reader.read()  # returns at the client's end of the connection
+        closed += 1
+
+    brief = httpx.Limits(max_connections=10, max_keepalive_connections=2, keepalive_expiry=0.05)
+    async with (
+        loopback(until_eof) as (_, rare),
+        loopback(serving(answer("200 OK", b"{}"))) as (other, base),
+        client(limits=brief) as http,
+    ):
+        await asyncio.gather(http.get(f"{rare}/x"), http.get(f"{rare}/x"))
+        await asyncio.sleep(0.1)  # both idle past their expiry
+        for _ in range(3):
+            assert (await http.get(f"{base}/x")).status_code == 200
+        await asyncio.sleep(0.05)
+        assert closed == 2
+    assert other.connections == 1
+
+
+async def test_an_idle_connection_holds_nothing_of_its_last_request() -> None:
+    """Up to `max_keepalive_connections` connections wait idle: none keeps its last request (its
+    body, its API key) or the answer's body once the caller let them go."""
+    body = b"x" * 200_000
+    async with (
+        loopback(serving(answer("200 OK", body))) as (_, base),
+        AsyncioTransport(LIMITS) as transport,
+    ):
+        request = httpx.Request("POST", f"{base}/api/calls", content=b"prompt" * 1000)
+        response = await transport.handle_async_request(request)
+        assert await response.aread() == body
+        sent = weakref.ref(request)
+        del request, response
+        gc.collect()
+        assert sent() is None
+        (idle,) = [c for connections in transport._idle.values() for c in connections]
+        assert idle._body is None
+
+
 async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
@@ -303,6 +397,52 @@ async def test_endless_headers_are_read_no_further_than_the_head_cap() -> None:
     async with loopback(endless) as (_, base), client() as http:
         with pytest.raises(ResponseTooLarge, match="headers are over 65536 bytes"):
             await http.get(f"{base}/x", timeout=5)
+
+
+async def test_trailers_are_not_taken_for_headers() -> None:
+    """httpx's own transport drops a chunked answer's trailers: a Set-Cookie among them must not
+    reach the client's cookies, nor a trailer its headers."""
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Head: 1\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nSet-Cookie: session=planted\r\nX-Trailer: 1\r\n\r\n"
+    )
+    async with loopback(serving(raw)) as (server, base), client() as http:
+        response = await http.get(f"{base}/x")
+        assert (await http.get(f"{base}/x")).status_code == 200
+
+    assert response.content == b"{}"
+    assert response.headers.raw == [(b"Transfer-Encoding", b"chunked"), (b"X-Head", b"1")]
+    assert not http.cookies
+    assert server.connections == 1  # the trailers ended the answer; the connection was kept
+
+
+async def test_endless_trailers_are_read_no_further_than_the_head_cap() -> None:
+    """Trailers, like headers, are not body: they are not let grow past the head cap."""
+
+    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
+        with contextlib.suppress(ConnectionError):
+            for n in range(200):
+                writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000))
+                await writer.drain()
+            writer.write(b"\r\n")
+            await writer.drain()
+
+    async with loopback(trailers) as (_, base), client() as http:
+        with pytest.raises(ResponseTooLarge, match="over 65536 bytes"):
+            await http.get(f"{base}/x", timeout=5)
+
+
+async def test_an_answer_in_small_chunks_is_read_whole() -> None:
+    """The chunks' framing counts as the headers do, but grows with the body: a body sent a
+    few bytes at a time is no attack."""
+    body = b"0123456789" * 20_000
+    chunks = b"".join(b"5\r\n%s\r\n" % body[i : i + 5] for i in range(0, len(body), 5))
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.get(f"{base}/x", timeout=5)
+    assert response.content == body
 
 
 async def test_a_place_freed_while_requests_wait_goes_to_the_next_waiter() -> None:
@@ -584,6 +724,23 @@ async def test_a_compressed_answer_decoding_past_the_cap_is_refused_in_bounded_m
             tracemalloc.stop()
     # The cap and one decoding step, not the 64 MiB the body inflates to.
     assert peak < 3 * MAX_RESPONSE_BYTES
+
+
+async def test_an_answer_in_tiny_chunks_is_held_in_memory_about_its_size() -> None:
+    """A body under the cap sent five bytes a chunk: what is held is the body, not an object per
+    chunk (about 26 MiB for this one, a connection)."""
+    body = b"0123456789" * (MAX_RESPONSE_BYTES // 10)
+    chunks = b"".join(b"5\r\n%s\r\n" % body[i : i + 5] for i in range(0, len(body), 5))
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    async with loopback(serving(raw)) as (_, base), service_client() as http:
+        tracemalloc.start()
+        try:
+            response = await http.get(f"{base}/api/calls")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert response.content == body
+    assert peak < 4 * MAX_RESPONSE_BYTES
 
 
 async def test_a_compressed_answer_under_the_cap_is_decoded_once() -> None:
