@@ -11,8 +11,9 @@ client took (docs/benchmarks.md).
 What it does not do, because the service's requests never need it: HTTP/2, upgrades (101),
 `Expect: 100-continue` (an interim answer is skipped), pipelining (one request per connection
 at a time), a write timeout (a request is handed to the socket whole; the read timeout runs from
-there). What httpx does above its transport still happens in httpx: redirects (not followed
-unless asked), cookies, proxies from the environment (httpx mounts its own transports for them).
+there), outgoing proxies (requests go straight to their host; `HTTPS_PROXY` is not read, as it
+was not by the aiohttp transport before). What httpx does above its transport still happens in
+httpx: redirects (not followed unless asked), cookies.
 Errors are the httpx exceptions httpx's own transport raises, so callers tell a connection that
 never opened (`httpx.ConnectError`, `httpx.ConnectTimeout`, `httpx.PoolTimeout`: safe to retry)
 from one that broke after the request was sent.
@@ -255,7 +256,9 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def usable(self, now: float, keepalive: float | None) -> bool:
-        return not self.closed and (keepalive is None or now - self.idle_since < keepalive)
+        if self.closed or self._transport is None or self._transport.is_closing():
+            return False  # (closing: the server's end seen, the callback not yet run)
+        return keepalive is None or now - self.idle_since < keepalive
 
     async def exchange(
         self, request: httpx.Request, data: bytes, read_timeout: float | None, max_bytes: int

@@ -162,6 +162,17 @@ def test_twilio_unknown_algorithm_is_refused_naming_it_briefly() -> None:
     assert str(refused.value) == "unsupported signature algorithm 'HMAC_MD5" + "5" * 32 + "'"
 
 
+def test_twilio_url_whose_port_is_not_a_number_is_refused_as_unchecked() -> None:
+    # A Host header of `bridge.example.com:99999` (no PUBLIC_BASE_URL): the SDK's URL parsing
+    # raises, and the webhook is refused as one whose signature could not be checked.
+    adapter = TwilioAdapter(make_settings(twilio_auth_token="12345"))
+    url = "https://bridge.example.com:99999/twilio/incoming"
+    request = webhook_request(url, {"X-Twilio-Signature": "x"}, KNOWN_ANSWER_FIELDS)
+    with pytest.raises(SignatureError) as refused:
+        adapter.check(request)
+    assert str(refused.value) == "the twilio signature could not be checked (ValueError)"
+
+
 # --- Telnyx -------------------------------------------------------------------------------
 
 OLD_KEY = SigningKey(b"\x02" * 32)

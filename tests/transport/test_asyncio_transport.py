@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from app.asyncio_transport import AsyncioTransport
+from app.asyncio_transport import AsyncioTransport, _Connection
 from app.http_transport import MAX_RESPONSE_BYTES, ResponseTooLarge
 from app.main import ultravox_transport
 from app.ultravox import UltravoxClient, UltravoxConnectionError, UltravoxTransportError
@@ -465,6 +465,23 @@ async def test_a_place_freed_while_requests_wait_goes_to_the_next_waiter() -> No
         responses = await asyncio.gather(first, *waiting)
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert server.connections == 1  # the one connection served all three in turn
+
+
+async def test_a_connection_whose_transport_is_closing_is_not_reused() -> None:
+    """The server's end seen by the loop, the close callback not yet run: not taken."""
+    loop = asyncio.get_running_loop()
+    connection = _Connection((b"http", b"127.0.0.1", 80), lambda connection: None)
+    closing = loop.create_future()  # any object with is_closing() serves as the transport
+
+    class Closing:
+        def is_closing(self) -> bool:
+            return closing.done()
+
+    connection.connection_made(Closing())  # type: ignore[arg-type]
+    connection.idle_since = loop.time()
+    assert connection.usable(loop.time(), 5.0)
+    closing.set_result(None)
+    assert not connection.usable(loop.time(), 5.0)
 
 
 async def test_an_unknown_scheme_is_unsupported() -> None:

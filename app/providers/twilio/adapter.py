@@ -97,9 +97,10 @@ class TwilioAdapter(ProviderAdapter):
         # signature computed by the SDK, stopping at the first that matches: one HMAC per
         # genuine webhook instead of two per auth token.
         signed = signature.encode("utf-8")
+        urls = _signed_urls(request.url)  # a port that is not one: ValueError, refused by check
         try:
             for validator in self._validators:
-                for url in _signed_urls(request.url):
+                for url in urls:
                     computed = validator.compute_signature(url, params, algorithm)
                     if hmac.compare_digest(computed.encode("ascii"), signed):
                         return
