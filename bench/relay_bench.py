@@ -5,7 +5,8 @@ Three processes, so the service's own CPU can be measured apart from its stand-i
   - a fake Ultravox: the REST call creation and the joinUrl sockets; each call's agent speaks
     continuously, sending one second of audio at a time, ahead of real time as Ultravox does;
   - this driver: N fake Vonage sockets, each sending a 640-byte frame every 20 ms and timing
-    every frame it receives.
+    every frame it receives; all in the same instant (`--caller-phases lockstep`, the default
+    and the worst case) or each call at its own phase (`independent`).
 
 Reports, for each N: the service's CPU (percent of one core, total and per call), its memory
 growth per call, and the timing error of the frames the caller side receives: each frame's
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -217,27 +219,39 @@ async def one_call(n: int, app_port: int, http: httpx.AsyncClient) -> FakeVonage
     return call
 
 
-async def caller_audio(calls: list[FakeVonage], stop: asyncio.Event) -> None:
-    """Every caller speaks a frame every 20 ms; one timer for all calls."""
+async def caller_audio(calls: list[FakeVonage], stop: asyncio.Event, phases: str) -> None:
+    """Every caller speaks a frame every 20 ms. `lockstep`: every call's frame in the same
+    instant, from one timer (as one media server pacing all a worker's calls from one clock
+    would send them: the worst case for the relay). `independent`: each call at its own phase
+    in the 20 ms, drawn at random (seeded) in 1 ms steps, as calls whose audio is paced from
+    their own start are."""
+    slots = 1 if phases == "lockstep" else 20
+    step = FRAME_SECONDS / slots
+    rng = random.Random(20261202)
+    by_slot: list[list[FakeVonage]] = [[] for _ in range(slots)]
+    placed = 0
     started = time.monotonic()
     k = 0
     while not stop.is_set():
-        for call in calls:
+        while placed < len(calls):  # calls set up since the last tick
+            by_slot[rng.randrange(slots)].append(calls[placed])
+            placed += 1
+        for call in by_slot[k % slots]:
             if not call.closed and call.transport is not None:
                 call.transport.write(CALLER_FRAME)
         k += 1
-        await asyncio.sleep(max(0.0, started + k * FRAME_SECONDS - time.monotonic()))
+        await asyncio.sleep(max(0.0, started + k * step - time.monotonic()))
 
 
 async def run_level(
-    calls: int, duration: float, warmup: float, app_port: int, app_pid: int
+    calls: int, duration: float, warmup: float, app_port: int, app_pid: int, phases: str
 ) -> dict[str, Any]:
     stop = asyncio.Event()
     rss_before = proc_rss_bytes(app_pid)
     live: list[FakeVonage] = []
     limits = httpx.Limits(max_connections=20)
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        speaker = asyncio.create_task(caller_audio(live, stop))
+        speaker = asyncio.create_task(caller_audio(live, stop, phases))
         results: list[FakeVonage | BaseException] = []
         for n in range(calls):
             try:
@@ -383,6 +397,13 @@ async def main() -> None:
         choices=["auto", "websockets", "websockets-sansio", "wsproto"],
         help="uvicorn's WebSocket implementation in the service",
     )
+    parser.add_argument(
+        "--caller-phases",
+        default="lockstep",
+        choices=["lockstep", "independent"],
+        help="the callers' frames all in one instant every 20 ms (the worst case), or each call "
+        "at its own phase",
+    )
     parser.add_argument("--fake-ultravox", nargs=2, type=int, metavar=("REST", "SOCKETS"))
     args = parser.parse_args()
     if args.fake_ultravox:
@@ -404,7 +425,14 @@ async def main() -> None:
             try:
                 await wait_ready(args.app_port)
                 results.append(
-                    await run_level(calls, args.duration, args.warmup, args.app_port, service.pid)
+                    await run_level(
+                        calls,
+                        args.duration,
+                        args.warmup,
+                        args.app_port,
+                        service.pid,
+                        args.caller_phases,
+                    )
                 )
                 print(json.dumps(results[-1]), flush=True)
             finally:

@@ -305,7 +305,7 @@ async def drive(app_port: int, calls: int) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with httpx.AsyncClient(timeout=30) as http:
         live = [await one_call(n, app_port, http) for n in range(calls)]
-    await caller_audio(live, stop)
+    await caller_audio(live, stop, "lockstep")
     for call in live:
         if call.transport is not None:
             call.transport.close()
