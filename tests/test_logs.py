@@ -225,3 +225,21 @@ def test_values_the_formatter_does_not_redact_are_those_redact_leaves_alone() ->
         rng.shuffle(parts)
         value = "".join(parts)
         assert redact(value) == value, value
+
+
+async def test_the_request_id_replaces_one_the_application_set() -> None:
+    from app.api.request_id import RequestIdMiddleware
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"X-Request-ID", b"inner")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"x-request-id", b"req-9")]}
+    await RequestIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-request-id", b"req-9")]
