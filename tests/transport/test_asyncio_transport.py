@@ -102,6 +102,19 @@ def serving(server_answer: bytes) -> Handler:
     return handler
 
 
+def gated(release: asyncio.Event) -> Handler:
+    """A keep-alive server that answers each request only once `release` is set."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer("200 OK", b"{}"))
+            await writer.drain()
+
+    return handler
+
+
 SEEN: list[Received] = []
 
 
@@ -282,16 +295,8 @@ async def test_an_idle_connection_past_its_keepalive_expiry_is_not_reused() -> N
 
 async def test_connections_past_the_idle_limit_are_closed_not_kept() -> None:
     release = asyncio.Event()
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            await release.wait()
-            writer.write(answer("200 OK", b"{}"))
-            await writer.drain()
-
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=1)
-    async with loopback(slow) as (server, base), client(limits=limits) as http:
+    async with loopback(gated(release)) as (server, base), client(limits=limits) as http:
         three = [asyncio.create_task(http.get(f"{base}/x")) for _ in range(3)]
         await asyncio.sleep(0.1)
         release.set()
@@ -447,16 +452,8 @@ async def test_an_answer_in_small_chunks_is_read_whole() -> None:
 
 async def test_a_place_freed_while_requests_wait_goes_to_the_next_waiter() -> None:
     release = asyncio.Event()
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await read_request(reader)
-            await release.wait()
-            writer.write(answer("200 OK", b"{}"))
-            await writer.drain()
-
     one = httpx.Limits(max_connections=1)
-    async with loopback(slow) as (server, base), client(limits=one) as http:
+    async with loopback(gated(release)) as (server, base), client(limits=one) as http:
         first = asyncio.create_task(http.get(f"{base}/1", timeout=5))
         await asyncio.sleep(0.05)
         waiting = [asyncio.create_task(http.get(f"{base}/{n}", timeout=5)) for n in (2, 3)]
@@ -562,15 +559,8 @@ async def test_no_answer_within_the_read_timeout_is_a_read_timeout() -> None:
 async def test_waiting_too_long_for_a_free_connection_is_a_pool_timeout() -> None:
     """Nothing was sent: the Ultravox client may retry it."""
     release = asyncio.Event()
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await release.wait()
-        writer.write(answer("200 OK", b"{}"))
-        await writer.drain()
-
     one = httpx.Limits(max_connections=1)
-    async with loopback(slow) as (server, base), client(limits=one) as http:
+    async with loopback(gated(release)) as (server, base), client(limits=one) as http:
         first = asyncio.create_task(http.get(f"{base}/first", timeout=5))
         await asyncio.sleep(0.1)
         with pytest.raises(httpx.PoolTimeout):
@@ -580,33 +570,22 @@ async def test_waiting_too_long_for_a_free_connection_is_a_pool_timeout() -> Non
     assert server.connections == 1
 
 
-async def test_a_connection_closed_without_an_answer_is_a_protocol_error() -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",
+        b'HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"joinUrl"',
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    ],
+    ids=["closed without an answer", "body cut short", "not http"],
+)
+async def test_a_broken_answer_is_a_protocol_error(reply: bytes) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
+        writer.write(reply)
+        await writer.drain()  # then the connection is closed
 
-    async with loopback(hang_up) as (_, base), client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await http.post(f"{base}/api/calls", json={})
-
-
-async def test_a_body_cut_short_is_a_protocol_error() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b'HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{"joinUrl"')
-        await writer.drain()
-
-    async with loopback(cut) as (_, base), client() as http:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await http.post(f"{base}/api/calls", json={})
-
-
-async def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-
-    async with loopback(garbage) as (_, base), client() as http:
+    async with loopback(broken) as (_, base), client() as http:
         with pytest.raises(httpx.RemoteProtocolError):
             await http.post(f"{base}/api/calls", json={})
 
