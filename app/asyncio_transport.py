@@ -73,8 +73,11 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         self._open: set[_Connection] = set()
         self._opening = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._shut = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._shut:
+            raise RuntimeError("the transport is closed")
         url = request.url
         scheme = url.raw_scheme
         port = url.port or _DEFAULT_PORTS.get(scheme)
@@ -97,10 +100,17 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             self._release(connection, reusable)
 
     async def aclose(self) -> None:
+        """Closes every connection; requests waiting for one, and any sent from now on, get a
+        `RuntimeError`."""
+        self._shut = True
         for connection in list(self._open):
             connection.close()
         self._idle.clear()
         self._idle_count = 0
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the transport is closed"))
 
     # The pool.
 
@@ -172,6 +182,9 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             self._opening -= 1
             if connection is None:
                 self._wake()  # the place it held is free
+        if self._shut:  # closed while this one was opening
+            connection.close()
+            raise RuntimeError("the transport is closed")
         if not connection.closed:  # (closed already, it has left the pool)
             self._open.add(connection)
         return connection
@@ -366,18 +379,29 @@ class _Connection(asyncio.Protocol):
             return  # an interim answer (100 Continue): the real one follows
         length: str | None = None
         codings: list[str] = []
-        framed = False
+        transfer: list[str] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"content-length":
-                length, framed = value.decode("latin-1"), True
+                length = value.decode("latin-1")
             elif lower == b"content-encoding":
                 codings.append(value.decode("latin-1"))
             elif lower == b"transfer-encoding":
-                framed = True
+                transfer += (c.strip().lower() for c in value.decode("latin-1").split(","))
         assert self._request is not None
-        self._body = CappedBody(self._request, self._max_bytes, length, ", ".join(codings))
         no_body = status in (204, 304) or self._request.method == "HEAD"
+        if transfer and transfer != ["chunked"] and not no_body:
+            # (a body gzip-coded for transfer would reach httpx still coded)
+            raise httpx.DecodingError(
+                f"the answer's transfer coding {', '.join(transfer)[:60]!r} is not chunked",
+                request=self._request,
+            )
+        framed = length is not None or bool(transfer)
+        # An answer without a body has nothing to read or decode, whatever its headers say.
+        if no_body:
+            self._body = CappedBody(self._request, self._max_bytes, None, "")
+        else:
+            self._body = CappedBody(self._request, self._max_bytes, length, ", ".join(codings))
         self._until_close = not framed and not no_body
         if self._request.method == "HEAD":
             self._complete()  # no body follows, whatever the headers say; not reused

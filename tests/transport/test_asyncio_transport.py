@@ -773,3 +773,48 @@ async def test_the_ultravox_client_takes_a_compressed_flood_as_a_failed_request(
             await ultravox.create_call({})
     assert len(SEEN) == 1
     assert server.connections == 1
+
+
+async def test_a_transfer_coding_besides_chunked_is_a_decoding_error() -> None:
+    body = gzip.compress(b'{"a": 1}')
+    raw = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        with pytest.raises(httpx.DecodingError, match="'gzip, chunked' is not chunked"):
+            await http.get(f"{base}/x", timeout=5)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_an_answer_without_a_body_is_not_decoded_or_measured(method: str) -> None:
+    # 204 and HEAD answers carry no body, whatever encoding or length their headers name.
+    status = "204 No Content" if method == "GET" else "200 OK"
+    raw = (
+        f"HTTP/1.1 {status}\r\nContent-Encoding: br\r\nContent-Length: {HUGE}\r\n\r\n".encode()
+        if method == "HEAD"
+        else f"HTTP/1.1 {status}\r\nContent-Encoding: br\r\n\r\n".encode()
+    )
+    async with loopback(serving(raw)) as (_, base), client() as http:
+        response = await http.request(method, f"{base}/x", timeout=5)
+    assert (response.content, response.headers["content-encoding"]) == (b"", "br")
+
+
+async def test_a_closed_transport_fails_its_waiting_and_later_requests() -> None:
+    release = asyncio.Event()
+    transport = AsyncioTransport(httpx.Limits(max_connections=1))
+    async with loopback(gated(release)) as (_, base):
+        http = httpx.AsyncClient(transport=transport)
+        first = asyncio.create_task(http.get(f"{base}/1", timeout=5))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(http.get(f"{base}/2", timeout=5))
+        await asyncio.sleep(0.05)
+        await transport.aclose()
+        with pytest.raises(RuntimeError, match="the transport is closed"):
+            await waiting
+        with pytest.raises(httpx.RemoteProtocolError):
+            await first  # its connection closed under it
+        with pytest.raises(RuntimeError, match="the transport is closed"):
+            await transport.handle_async_request(httpx.Request("GET", f"{base}/3"))
+        release.set()
+        await http.aclose()  # a second close is harmless
