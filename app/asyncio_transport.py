@@ -389,22 +389,21 @@ class _Connection(asyncio.Protocol):
             elif lower == b"transfer-encoding":
                 transfer += (c.strip().lower() for c in value.decode("latin-1").split(","))
         assert self._request is not None
-        no_body = status in (204, 304) or self._request.method == "HEAD"
-        if transfer and transfer != ["chunked"] and not no_body:
+        head = self._request.method == "HEAD"
+        if head or status in (204, 304):
+            # No body follows, whatever the headers say: nothing to read or decode.
+            self._body = CappedBody(self._request, self._max_bytes, None, "")
+            if head:
+                self._complete()  # (not reused: llhttp would wait for the length named)
+            return
+        if transfer and transfer != ["chunked"]:
             # (a body gzip-coded for transfer would reach httpx still coded)
             raise httpx.DecodingError(
                 f"the answer's transfer coding {', '.join(transfer)[:60]!r} is not chunked",
                 request=self._request,
             )
-        framed = length is not None or bool(transfer)
-        # An answer without a body has nothing to read or decode, whatever its headers say.
-        if no_body:
-            self._body = CappedBody(self._request, self._max_bytes, None, "")
-        else:
-            self._body = CappedBody(self._request, self._max_bytes, length, ", ".join(codings))
-        self._until_close = not framed and not no_body
-        if self._request.method == "HEAD":
-            self._complete()  # no body follows, whatever the headers say; not reused
+        self._body = CappedBody(self._request, self._max_bytes, length, ", ".join(codings))
+        self._until_close = length is None and not transfer
 
     def on_body(self, body: bytes) -> None:
         if self._body is not None:

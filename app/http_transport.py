@@ -8,6 +8,7 @@ answer can inflate to 1 GiB), so the body is decoded here, gzip and deflate a bo
 time, and httpx gets the decoded body, read to the end, without its `Content-Encoding`.
 """
 
+import functools
 import zlib
 from collections.abc import Iterator, Sequence
 
@@ -136,6 +137,7 @@ class CappedTransport(httpx.AsyncBaseTransport):
         await self._transport.aclose()
 
 
+@functools.lru_cache(maxsize=64)
 def asks_for_other_encodings(accept_encoding: str | None) -> bool:
     """Whether an `Accept-Encoding` offers an encoding not decoded here within the cap (a request
     sent with it gets `ACCEPT_ENCODING` instead)."""

@@ -390,15 +390,24 @@ async def test_a_cancelled_request_closes_its_connection_and_frees_its_place() -
     assert server.connections == 3  # each cancelled one closed; the one place came back
 
 
-async def test_endless_headers_are_read_no_further_than_the_head_cap() -> None:
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def filler_lines(head: bytes, lines: int) -> Handler:
+    """Answers with `head`, then up to `lines` header lines of 1 KB, then the blank line."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\n")
+        writer.write(head)
         with contextlib.suppress(ConnectionError):
-            for n in range(100_000):
+            for n in range(lines):
                 writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000))
                 await writer.drain()
+            writer.write(b"\r\n")
+            await writer.drain()
 
+    return handler
+
+
+async def test_endless_headers_are_read_no_further_than_the_head_cap() -> None:
+    endless = filler_lines(b"HTTP/1.1 200 OK\r\n", 100_000)
     async with loopback(endless) as (_, base), client() as http:
         with pytest.raises(ResponseTooLarge, match="headers are over 65536 bytes"):
             await http.get(f"{base}/x", timeout=5)
@@ -423,18 +432,8 @@ async def test_trailers_are_not_taken_for_headers() -> None:
 
 async def test_endless_trailers_are_read_no_further_than_the_head_cap() -> None:
     """Trailers, like headers, are not body: they are not let grow past the head cap."""
-
-    async def trailers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
-        with contextlib.suppress(ConnectionError):
-            for n in range(200):
-                writer.write(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000))
-                await writer.drain()
-            writer.write(b"\r\n")
-            await writer.drain()
-
-    async with loopback(trailers) as (_, base), client() as http:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+    async with loopback(filler_lines(chunked, 200)) as (_, base), client() as http:
         with pytest.raises(ResponseTooLarge, match="over 65536 bytes"):
             await http.get(f"{base}/x", timeout=5)
 
