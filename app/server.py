@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from app.http_protocol import ConnectionLimits, guarded_protocol
 from app.settings import ServiceSettings
+from app.ws_protocol import LeanWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ def connection_cap(wanted: int) -> int:
 def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
     """uvicorn's configuration for `app`, from the settings only (uvicorn would otherwise read
     FORWARDED_ALLOW_IPS from the process environment and miss the one in `.env`): address, proxy
-    headers, the request-read deadlines and connection cap of `app.http_protocol`, and the
-    graceful-shutdown bound."""
+    headers, the request-read deadlines and connection cap of `app.http_protocol`, the WebSocket
+    protocol of `app.ws_protocol`, and the graceful-shutdown bound."""
     limits = ConnectionLimits(
         head_timeout=settings.http_head_timeout_seconds,
         body_timeout=settings.http_body_timeout_seconds,
@@ -130,6 +131,7 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         http=guarded_protocol(limits),
+        ws=LeanWebSocketProtocol,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=math.ceil(
             settings.ultravox_deadline_seconds + SHUTDOWN_MARGIN_SECONDS

@@ -393,9 +393,10 @@ async def main() -> None:
     )
     parser.add_argument(
         "--ws",
-        default="auto",
-        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
-        help="uvicorn's WebSocket implementation in the service",
+        default="service",
+        choices=["service", "auto", "websockets", "websockets-sansio", "wsproto"],
+        help="the WebSocket protocol in the service: its own (app/ws_protocol.py, as `serve` runs "
+        "it) or one of uvicorn's",
     )
     parser.add_argument(
         "--caller-phases",

@@ -18,6 +18,7 @@ from app import server
 from app.config import Settings
 from app.http_protocol import MAX_HEAD_BYTES
 from app.server import uvicorn_config
+from app.ws_protocol import SEND_BYTES_NOWAIT
 from tests.conftest import make_settings, running_app
 
 HOST = "127.0.0.1"
@@ -244,6 +245,26 @@ async def test_a_websocket_outlives_the_read_deadlines() -> None:
         await socket.send("still here")
         reply = await asyncio.wait_for(socket.recv(), 2)
     assert reply == "still here"
+
+
+async def test_a_websocket_on_the_services_server_can_send_without_awaiting() -> None:
+    app = FastAPI()
+
+    @app.websocket("/media")
+    async def media(websocket: WebSocket) -> None:
+        await websocket.accept()
+        send_now = websocket.scope["extensions"][SEND_BYTES_NOWAIT]
+        for n in range(3):
+            assert send_now(bytes([n]) * 640)
+        await websocket.send_bytes(await websocket.receive_bytes())
+
+    async with (
+        serving(app, quick_settings()) as port,
+        websockets.connect(f"ws://{HOST}:{port}/media") as socket,
+    ):
+        await socket.send(b"\x09" * 640)
+        received = [await asyncio.wait_for(socket.recv(), 2) for _ in range(4)]
+    assert received == [bytes([n]) * 640 for n in (0, 1, 2, 9)]
 
 
 def test_connection_cap_is_lowered_to_what_the_descriptor_limit_leaves(
