@@ -54,8 +54,8 @@ DIRECTIONS = {
     "Relay._caller_to_agent": "to_ultravox",
     "ResponseHandler.data_received": "to_platform",
     "Relay._agent_to_queue": "to_platform",
-    "_wake": "to_platform",  # the pacer's timer (MonotonicClock.sleep_until)
-    "PacedSender.run": "to_platform",
+    "PacedSender._grid_point": "to_platform",  # the pacer's timer, which sends the frame
+    "PacedSender.run": "to_platform",  # the pacer's task: what the timer could not send
 }
 GENERATORS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 YIELD_VALUE = dis.opmap["YIELD_VALUE"]
@@ -196,6 +196,7 @@ async def count(window: float, callers_of: str | None) -> tuple[Calls, dict[str,
 
 async def measure(args: argparse.Namespace) -> None:
     from app.main import create_app
+    from app.ws_protocol import LeanWebSocketProtocol
 
     rest_port, socket_port, app_port = free_port(), free_port(), free_port()
     fake = subprocess.Popen(  # noqa: ASYNC220 - started before anything is counted
@@ -222,7 +223,7 @@ async def measure(args: argparse.Namespace) -> None:
         port=app_port,
         log_level="warning",
         access_log=False,
-        ws=args.ws,
+        ws=LeanWebSocketProtocol if args.ws == "service" else args.ws,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
@@ -321,9 +322,10 @@ def main() -> None:
     parser.add_argument("--callers", help="list where calls into this package come from")
     parser.add_argument(
         "--ws",
-        default="auto",
-        choices=["auto", "websockets", "websockets-sansio", "wsproto"],
-        help="uvicorn's WebSocket implementation in the service",
+        default="service",
+        choices=["service", "auto", "websockets", "websockets-sansio", "wsproto"],
+        help="the WebSocket protocol in the service: its own (app/ws_protocol.py, as `serve` runs "
+        "it) or one of uvicorn's",
     )
     parser.add_argument("--driver", nargs=2, type=int, metavar=("APP_PORT", "CALLS"))
     args = parser.parse_args()

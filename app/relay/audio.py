@@ -20,6 +20,7 @@ class FrameQueue:
         self.frame_size = frame_size
         self._buffer = bytearray()
         self._audio = asyncio.Event()
+        self.clears = 0  # how many times `clear` was called: a frame taken before one is stale
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -67,6 +68,7 @@ class FrameQueue:
     def clear(self) -> int:
         """Drop everything queued; returns how many bytes were dropped."""
         dropped = len(self._buffer)
+        self.clears += 1
         self._buffer.clear()
         self._settle()
         return dropped

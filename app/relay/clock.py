@@ -2,8 +2,16 @@
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
+
+
+class Timer(Protocol):
+    """A callback `Clock.call_at` scheduled."""
+
+    def cancel(self) -> None:
+        """The callback is not run (if it has not been already)."""
+        ...
 
 
 class Clock(Protocol):
@@ -15,6 +23,10 @@ class Clock(Protocol):
 
     def sleep_until(self, deadline: float) -> Awaitable[None]:
         """Awaited, returns once `now()` has reached `deadline` (at once if it already has)."""
+        ...
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
+        """Runs `callback` from the event loop once `now()` has reached `deadline`."""
         ...
 
 
@@ -35,6 +47,10 @@ class MonotonicClock:
         else:
             woken.set_result(None)
         return woken
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(deadline - time.monotonic(), callback)
 
 
 def _wake(woken: "asyncio.Future[None]") -> None:

@@ -4,11 +4,13 @@ a clear command out. Each platform's module implements it for its own protocol."
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.relay.audio import frame_bytes
+from app.ws_protocol import SEND_BYTES_NOWAIT
 
 
 class PlatformClosed(Exception):
@@ -39,6 +41,8 @@ class PlatformMedia(ABC):
 
     # Whether the platform times playback itself (then it gets frames as fast as it takes them).
     paces_playback = False
+    # The server's way to send a message without awaiting (app/ws_protocol.py), if it has one.
+    _send_bytes_nowait: Callable[[bytes], bool] | None = None
 
     def __init__(self, websocket: WebSocket, provider: str, sample_rate: int) -> None:
         self.websocket = websocket
@@ -50,6 +54,8 @@ class PlatformMedia(ABC):
         # One message at a time, in the order they were started: a frame the player already
         # began sending must not land after a clear command issued just behind it.
         self._sending = asyncio.Lock()
+        extensions = websocket.scope.get("extensions") or {}
+        self._send_bytes_nowait = extensions.get(SEND_BYTES_NOWAIT)
 
     async def receive(self) -> PlatformEvent:
         """The next caller audio or digit; None for messages the relay does not use.
@@ -85,6 +91,15 @@ class PlatformMedia(ABC):
             raise PlatformClosed(str(exc)) from exc
         finally:
             sending.release()
+
+    def send_audio_nowait(self, audio: bytes) -> bool:
+        """Plays agent audio at once, from a timer's callback, if the socket takes it without
+        waiting and no other message is being sent (it must not overtake one); returns whether
+        it did. If not, `send_audio` must."""
+        send = self._send_bytes_nowait
+        if send is None or self._sending.locked():
+            return False
+        return send(audio)
 
     @abstractmethod
     async def clear(self) -> None:

@@ -169,6 +169,7 @@ class Relay:
             self.clock,
             self._underruns.inc,
             self.counts.observe_lateness,
+            send_now=self.platform.send_audio_nowait,
         )
 
     async def _publish_counts(self) -> None:
@@ -237,7 +238,12 @@ class Relay:
 
     async def _drain(self, caller: "asyncio.Task[None]") -> None:
         deadline = self.clock.now() + self.queue.seconds + DRAIN_MARGIN_SECONDS
-        while len(self.queue) and not caller.done() and self.clock.now() < deadline:
+        player = self.player
+        while (
+            (len(self.queue) or player.holding)
+            and not caller.done()
+            and self.clock.now() < deadline
+        ):
             await self.clock.sleep_until(self.clock.now() + FRAME_SECONDS)
 
     def _ms(self, size: int) -> int:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ import websockets
 from fastapi import FastAPI
 from websockets.asyncio.server import ServerConnection
 
+from app.ws_protocol import LeanWebSocketProtocol
 from tests.conftest import BASE_URL, CALLED, CALLER, Webhook
 
 VONAGE_SECRET = "vonage-test-signature-secret-0123456789abcdef"
@@ -33,12 +34,23 @@ async def settle(rounds: int = 30) -> None:
         await asyncio.sleep(0)
 
 
+class ManualTimer:
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class ManualClock:
-    """A monotonic clock that moves only when the test advances it, waking sleepers in order."""
+    """A monotonic clock that moves only when the test advances it, running timers and waking
+    sleepers in order of their deadlines."""
 
     def __init__(self) -> None:
         self.time = 0.0
-        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._timers: list[ManualTimer] = []
 
     def now(self) -> float:
         return self.time
@@ -47,24 +59,35 @@ class ManualClock:
         if deadline <= self.time:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sleepers.append((deadline, future))
+        self.call_at(deadline, lambda: None if future.done() else future.set_result(None))
         await future
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> ManualTimer:
+        timer = ManualTimer(deadline, callback)
+        if deadline <= self.time:  # as the event loop does: soon, without advancing the clock
+            asyncio.get_running_loop().call_soon(lambda: timer.cancelled or callback())
+        else:
+            self._timers.append(timer)
+        return timer
+
+    def fire(self, timer: ManualTimer) -> None:
+        """Runs a timer that is due (a subclass may make it late)."""
+        timer.callback()
 
     async def advance(self, seconds: float) -> None:
         target = self.time + seconds
         await settle()
         while True:
-            due = [deadline for deadline, _ in self._sleepers if deadline <= target + 1e-12]
+            self._timers = [timer for timer in self._timers if not timer.cancelled]
+            due = [timer for timer in self._timers if timer.deadline <= target + 1e-12]
             if not due:
                 break
-            self.time = max(self.time, min(due))
-            waking = [item for item in self._sleepers if item[0] <= self.time + 1e-12]
-            self._sleepers = [item for item in self._sleepers if item not in waking]
-            for _, future in waking:
-                if not future.done():
-                    future.set_result(None)
+            timer = min(due, key=lambda timer: timer.deadline)
+            self._timers.remove(timer)
+            self.time = max(self.time, timer.deadline)
+            self.fire(timer)
             await settle()
-        self.time = target
+        self.time = max(self.time, target)
         await settle()
 
 
@@ -118,7 +141,14 @@ async def fake_ultravox() -> AsyncIterator[FakeUltravox]:
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """Serve an app whose lifespan already ran (see `running_app`) on loopback; yields its
     ws:// origin."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        log_level="warning",
+        ws=LeanWebSocketProtocol,  # the service's own, as `serve` runs it
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):

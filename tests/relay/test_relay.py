@@ -13,6 +13,7 @@ import respx
 import websockets
 from prometheus_client import REGISTRY
 
+from app.relay.platform import PlatformMedia
 from app.relay.relay import digit_message
 from tests.conftest import created_call, make_settings, running_app
 from tests.relay.fakes import (
@@ -76,6 +77,24 @@ async def test_agent_audio_reaches_vonage_in_exact_640_byte_frames(
         await asyncio.sleep(0.1)
     assert [len(frame) for frame in call.platform.frames] == [640] * 11
     assert b"".join(call.platform.frames).rstrip(b"\x00") == b"\x02" * 6640
+
+
+async def test_agent_audio_leaves_from_the_pacers_timer_on_the_services_own_protocol(
+    ultravox: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    awaited: list[bytes] = []
+    send_audio = PlatformMedia.send_audio
+
+    async def counted(self: PlatformMedia, audio: bytes) -> None:
+        awaited.append(audio)
+        await send_audio(self, audio)
+
+    monkeypatch.setattr(PlatformMedia, "send_audio", counted)
+    async with vonage_call(ultravox) as call:
+        await call.ultravox.send(b"\x05" * 640 * 10)
+        await eventually(lambda: len(call.platform.frames) == 10)
+    assert call.platform.frames == [b"\x05" * 640] * 10
+    assert awaited == []  # every frame sent from the timer, none through the task
 
 
 def metric(name: str, **labels: str) -> float:
