@@ -153,6 +153,23 @@ async def test_a_message_over_the_limit_pauses_reading_until_the_app_takes_it() 
         assert conn.transport.reading
 
 
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "before-accept"])
+async def test_a_flood_of_empty_messages_pauses_reading_as_well(accepted: bool) -> None:
+    # An empty message is 6 bytes on the wire but a dict and two deque slots in the worker
+    # (about 200 bytes). Counted as nothing, a client that sends them faster than the app reads
+    # is never paused; nor is one that sends them right behind its upgrade request, while the
+    # app is still deciding whether to accept it.
+    empty_binary_frame = b"\x82\x80" + b"\x00\x00\x00\x00"  # FIN, binary; masked, no payload
+    async with connection(App(accept=accepted)) as conn:
+        sent = 0
+        while conn.transport.reading and sent < 10_000:
+            conn.server.data_received(empty_binary_frame)
+            sent += 1
+        assert not conn.transport.reading
+        assert sent * 200 < 2 * MAX_UNREAD_BYTES
+        assert len(conn.server.queue._messages) == sent
+
+
 async def test_a_text_message_and_the_close_reach_the_app() -> None:
     async with connection(App()) as conn:
         conn.client.send_text(b'{"event":"websocket:dtmf"}')
