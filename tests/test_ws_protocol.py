@@ -17,7 +17,13 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from app.ws_protocol import MAX_UNREAD_BYTES, SEND_BYTES_NOWAIT, Inbox, LeanWebSocketProtocol
+from app.ws_protocol import (
+    MAX_UNREAD_BYTES,
+    MESSAGE_OVERHEAD_BYTES,
+    SEND_BYTES_NOWAIT,
+    Inbox,
+    LeanWebSocketProtocol,
+)
 
 
 async def settle(rounds: int = 10) -> None:
@@ -123,20 +129,21 @@ async def connection(app: App) -> AsyncIterator[Connection]:
 async def test_messages_reach_the_app_in_order_and_reading_pauses_only_64_kib_behind() -> None:
     async with connection(App()) as conn:
         message = bytes(1000)
-        behind = MAX_UNREAD_BYTES // len(message)
+        cost = len(message) + MESSAGE_OVERHEAD_BYTES
+        behind = MAX_UNREAD_BYTES // cost
         for n in range(behind):
             conn.client_sends(bytes([n % 256]) * len(message))
-        assert conn.transport.reading  # 64,000 bytes unread: still within the limit
+        assert conn.transport.reading  # 52 messages, 65,312 bytes unread: within the limit
         conn.client_sends(b"\xff" * len(message))
         assert not conn.transport.reading and conn.transport.pauses == 1
-        assert conn.server.queue.unread_bytes == (behind + 1) * len(message)
+        assert conn.server.queue.unread_bytes == (behind + 1) * cost
 
         # The app reads: reading resumes once it is no more than half the limit behind.
         received = []
         while not conn.transport.reading:
             received.append(await conn.app.receive())
         assert conn.server.queue.unread_bytes <= MAX_UNREAD_BYTES // 2
-        assert conn.server.queue.unread_bytes > MAX_UNREAD_BYTES // 2 - len(message)
+        assert conn.server.queue.unread_bytes > MAX_UNREAD_BYTES // 2 - cost
         while not conn.server.queue.empty():
             received.append(await conn.app.receive())
         assert [m["bytes"][0] for m in received] == [n % 256 for n in range(behind)] + [0xFF]
@@ -166,7 +173,7 @@ async def test_a_flood_of_empty_messages_pauses_reading_as_well(accepted: bool) 
             conn.server.data_received(empty_binary_frame)
             sent += 1
         assert not conn.transport.reading
-        assert sent * 200 < 2 * MAX_UNREAD_BYTES
+        assert sent == MAX_UNREAD_BYTES // MESSAGE_OVERHEAD_BYTES + 1
         assert len(conn.server.queue._messages) == sent
 
 
