@@ -177,6 +177,27 @@ async def test_a_flood_of_empty_messages_pauses_reading_as_well(accepted: bool) 
         assert len(conn.server.queue._messages) == sent
 
 
+async def test_reading_stays_on_after_the_app_closes_until_the_clients_close_arrives() -> None:
+    # uvicorn resumes reading when the app sends its close, and discards what arrives after it,
+    # so that the client's close reply is read and the closing handshake ends at once.
+    async with connection(App()) as conn:
+        conn.client_sends(bytes(MAX_UNREAD_BYTES + 1))  # the app is behind: reading paused
+        assert not conn.transport.reading
+        await conn.app.send({"type": "websocket.close", "code": 1000})
+        assert conn.transport.reading
+        conn.client_sends(bytes(640))  # sent before the client saw the close: discarded
+        assert conn.transport.reading
+        unread = conn.server.queue._messages
+        assert [message["type"] for message in unread] == [
+            "websocket.receive",
+            "websocket.disconnect",
+        ]
+        (close,) = conn.client_receives()  # the client answers the close frame with its own
+        assert close.opcode is Opcode.CLOSE
+        conn.server.data_received(b"".join(conn.client.data_to_send()))
+        assert conn.transport.closed and conn.server.close_timer is None
+
+
 async def test_a_text_message_and_the_close_reach_the_app() -> None:
     async with connection(App()) as conn:
         conn.client.send_text(b'{"event":"websocket:dtmf"}')
