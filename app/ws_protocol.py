@@ -128,14 +128,15 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn pauses reading after each message unless it is paused already: say it is, and
-        # pause here only if the app is that far behind.
+        # pause here only if the app is that far behind. Past the app's close, never: uvicorn
+        # discards what arrives then and reads on, for the peer's close reply.
         paused = self.read_paused
         self.read_paused = True
         try:
             super().send_receive_event_to_app()
         finally:
             self.read_paused = paused
-        if not paused and self.queue.unread_bytes > MAX_UNREAD_BYTES:
+        if not paused and not self.close_sent and self.queue.unread_bytes > MAX_UNREAD_BYTES:
             self.read_paused = True
             self.transport.pause_reading()
 
