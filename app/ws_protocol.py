@@ -7,8 +7,8 @@ socket after every message until the app has taken it: two changes to the event 
 interest in the socket per message, which with uvloop are `epoll_ctl` calls. At 100 calls whose
 frames arrive in the same instant, that work is what keeps the pacers' timers waiting
 (docs/benchmarks-relay.md). Here the hand-over is a deque and a future, and reading pauses only
-once `MAX_UNREAD_BYTES` of messages are waiting for the app: the same bound on what a client can
-make the worker hold, as bytes instead of a count of one.
+once the messages waiting for the app cost `MAX_UNREAD_BYTES` (payload and overhead): the same
+bound on what a client can make the worker hold, as bytes instead of a count of one.
 """
 
 import asyncio
@@ -28,10 +28,14 @@ SEND_BYTES_NOWAIT = "ultravox_bridge.send_bytes_nowait"
 # until the app catches up. A media socket carries a few KiB a second; a message over the limit
 # still pauses reading at once, as uvicorn does after every message.
 MAX_UNREAD_BYTES = 64 * 1024
+# What a message costs the worker besides its payload, counted toward `MAX_UNREAD_BYTES`: its
+# dict, its payload object's header and its deque slots (about 230 bytes). Without it an empty
+# message, 6 bytes on the wire, would count as nothing and a flood of them would never pause.
+MESSAGE_OVERHEAD_BYTES = 256
 
 
 class Inbox:
-    """The messages received and not yet read by the app, with their size: the part of
+    """The messages received and not yet read by the app, with what they cost: the part of
     `asyncio.Queue` uvicorn uses (`put_nowait`, `get`, `empty`), without bounds, task counting or
     putters. Getters wait in order; a cancelled one passes its wake-up on."""
 
@@ -46,7 +50,7 @@ class Inbox:
 
     def put_nowait(self, message: Any) -> None:
         data = message.get("bytes") or message.get("text") or b""
-        size = len(data)
+        size = len(data) + MESSAGE_OVERHEAD_BYTES
         self._messages.append(message)
         self._sizes.append(size)
         self.unread_bytes += size
@@ -124,14 +128,15 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def send_receive_event_to_app(self) -> None:
         # uvicorn pauses reading after each message unless it is paused already: say it is, and
-        # pause here only if the app is that far behind.
+        # pause here only if the app is that far behind. Past the app's close, never: uvicorn
+        # discards what arrives then and reads on, for the peer's close reply.
         paused = self.read_paused
         self.read_paused = True
         try:
             super().send_receive_event_to_app()
         finally:
             self.read_paused = paused
-        if not paused and self.queue.unread_bytes > MAX_UNREAD_BYTES:
+        if not paused and not self.close_sent and self.queue.unread_bytes > MAX_UNREAD_BYTES:
             self.read_paused = True
             self.transport.pause_reading()
 

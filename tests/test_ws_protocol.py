@@ -17,7 +17,13 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from app.ws_protocol import MAX_UNREAD_BYTES, SEND_BYTES_NOWAIT, Inbox, LeanWebSocketProtocol
+from app.ws_protocol import (
+    MAX_UNREAD_BYTES,
+    MESSAGE_OVERHEAD_BYTES,
+    SEND_BYTES_NOWAIT,
+    Inbox,
+    LeanWebSocketProtocol,
+)
 
 
 async def settle(rounds: int = 10) -> None:
@@ -123,20 +129,21 @@ async def connection(app: App) -> AsyncIterator[Connection]:
 async def test_messages_reach_the_app_in_order_and_reading_pauses_only_64_kib_behind() -> None:
     async with connection(App()) as conn:
         message = bytes(1000)
-        behind = MAX_UNREAD_BYTES // len(message)
+        cost = len(message) + MESSAGE_OVERHEAD_BYTES
+        behind = MAX_UNREAD_BYTES // cost
         for n in range(behind):
             conn.client_sends(bytes([n % 256]) * len(message))
-        assert conn.transport.reading  # 64,000 bytes unread: still within the limit
+        assert conn.transport.reading  # 52 messages, 65,312 bytes unread: within the limit
         conn.client_sends(b"\xff" * len(message))
         assert not conn.transport.reading and conn.transport.pauses == 1
-        assert conn.server.queue.unread_bytes == (behind + 1) * len(message)
+        assert conn.server.queue.unread_bytes == (behind + 1) * cost
 
         # The app reads: reading resumes once it is no more than half the limit behind.
         received = []
         while not conn.transport.reading:
             received.append(await conn.app.receive())
         assert conn.server.queue.unread_bytes <= MAX_UNREAD_BYTES // 2
-        assert conn.server.queue.unread_bytes > MAX_UNREAD_BYTES // 2 - len(message)
+        assert conn.server.queue.unread_bytes > MAX_UNREAD_BYTES // 2 - cost
         while not conn.server.queue.empty():
             received.append(await conn.app.receive())
         assert [m["bytes"][0] for m in received] == [n % 256 for n in range(behind)] + [0xFF]
@@ -151,6 +158,44 @@ async def test_a_message_over_the_limit_pauses_reading_until_the_app_takes_it() 
         message = await conn.app.receive()
         assert message == {"type": "websocket.receive", "bytes": bytes(MAX_UNREAD_BYTES + 1)}
         assert conn.transport.reading
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["accepted", "before-accept"])
+async def test_a_flood_of_empty_messages_pauses_reading_as_well(accepted: bool) -> None:
+    # An empty message is 6 bytes on the wire but a dict and two deque slots in the worker
+    # (about 200 bytes). Counted as nothing, a client that sends them faster than the app reads
+    # is never paused; nor is one that sends them right behind its upgrade request, while the
+    # app is still deciding whether to accept it.
+    empty_binary_frame = b"\x82\x80" + b"\x00\x00\x00\x00"  # FIN, binary; masked, no payload
+    async with connection(App(accept=accepted)) as conn:
+        sent = 0
+        while conn.transport.reading and sent < 10_000:
+            conn.server.data_received(empty_binary_frame)
+            sent += 1
+        assert not conn.transport.reading
+        assert sent == MAX_UNREAD_BYTES // MESSAGE_OVERHEAD_BYTES + 1
+        assert len(conn.server.queue._messages) == sent
+
+
+async def test_reading_stays_on_after_the_app_closes_until_the_clients_close_arrives() -> None:
+    # uvicorn resumes reading when the app sends its close, and discards what arrives after it,
+    # so that the client's close reply is read and the closing handshake ends at once.
+    async with connection(App()) as conn:
+        conn.client_sends(bytes(MAX_UNREAD_BYTES + 1))  # the app is behind: reading paused
+        assert not conn.transport.reading
+        await conn.app.send({"type": "websocket.close", "code": 1000})
+        assert conn.transport.reading
+        conn.client_sends(bytes(640))  # sent before the client saw the close: discarded
+        assert conn.transport.reading
+        unread = conn.server.queue._messages
+        assert [message["type"] for message in unread] == [
+            "websocket.receive",
+            "websocket.disconnect",
+        ]
+        (close,) = conn.client_receives()  # the client answers the close frame with its own
+        assert close.opcode is Opcode.CLOSE
+        conn.server.data_received(b"".join(conn.client.data_to_send()))
+        assert conn.transport.closed and conn.server.close_timer is None
 
 
 async def test_a_text_message_and_the_close_reach_the_app() -> None:

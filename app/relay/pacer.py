@@ -193,7 +193,12 @@ class FlowSender:
                 if not chunk:
                     continue
                 self.holding = True
+                taken_since_clears = self._queue.clears
                 await self._writable()
+                if self._queue.clears != taken_since_clears:
+                    # The agent was interrupted while the platform was full: not played.
+                    self.holding = False
+                    continue
             try:
                 await self._send(chunk)
             finally:

@@ -265,6 +265,38 @@ async def test_flow_sender_hands_over_whole_frames_and_waits_while_the_platform_
     assert [len(chunk) for chunk in sent] == [6400, 6400, 3200, 640]
 
 
+async def test_flow_sender_drops_audio_taken_before_an_interruption_it_held_through_xoff() -> None:
+    # A part-frame waits a frame time for the rest; what is then taken waits for the platform to
+    # say XON. An interruption meanwhile empties the queue and flushes the platform's: the
+    # audio taken before it must not be played after the flush.
+    clock, queue = ManualClock(), FrameQueue(FRAME)
+    sent: list[bytes] = []
+    open_ = asyncio.Event()
+    open_.set()
+
+    async def send(chunk: bytes) -> None:
+        sent.append(chunk)
+
+    sender = FlowSender(queue, send, clock, open_.wait, max_message_bytes=640 * 10)
+    task = asyncio.create_task(sender.run())
+    queue.push(b"\x01" * 100)  # less than a frame: the sender waits a frame time for the rest
+    await clock.advance(0.01)
+    queue.push(b"\x01" * 1180)
+    open_.clear()  # MEDIA_XOFF
+    await clock.advance(0.02)
+    assert sender.holding and sent == []  # two frames taken, waiting for XON
+    queue.clear()  # playback_clear_buffer: FLUSH_MEDIA goes out
+    open_.set()  # MEDIA_XON
+    await clock.advance(0.02)
+    assert sent == [] and not sender.holding
+    queue.push(b"\x02" * 640)  # the agent's next words
+    await clock.advance(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent == [b"\x02" * 640]
+
+
 class LateClock(ManualClock):
     """A clock whose timers run 3 ms late, as a busy worker's do."""
 
