@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from app.http_protocol import ConnectionLimits, guarded_protocol
 from app.settings import ServiceSettings
-from app.ws_protocol import LeanWebSocketProtocol
+from app.ws_protocol import MAX_MESSAGE_BYTES, LeanWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         http=guarded_protocol(limits),
         ws=LeanWebSocketProtocol,
+        ws_max_size=MAX_MESSAGE_BYTES,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=math.ceil(
             settings.ultravox_deadline_seconds + SHUTDOWN_MARGIN_SECONDS

@@ -24,6 +24,11 @@ from websockets.http11 import Request
 # when the message must go through the ASGI `send` (the socket not open, or its buffer full).
 SEND_BYTES_NOWAIT = "ultravox_bridge.send_bytes_nowait"
 
+# The largest message a client may send (uvicorn's default is 16 MiB, which a peer could make
+# each connection hold). The media sockets' messages are 20 ms frames and short JSON events;
+# a second of 48 kHz audio is under 100 KiB. A larger one closes the socket with 1009.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
 # Messages received but not yet read by the app, in bytes, past which the socket is not read
 # until the app catches up. A media socket carries a few KiB a second; a message over the limit
 # still pauses reading at once, as uvicorn does after every message.

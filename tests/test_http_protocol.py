@@ -12,13 +12,13 @@ from contextlib import asynccontextmanager
 import pytest
 import uvicorn
 import websockets
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from app import server
 from app.config import Settings
 from app.http_protocol import MAX_HEAD_BYTES
 from app.server import uvicorn_config
-from app.ws_protocol import SEND_BYTES_NOWAIT
+from app.ws_protocol import MAX_MESSAGE_BYTES, SEND_BYTES_NOWAIT
 from tests.conftest import make_settings, running_app
 
 HOST = "127.0.0.1"
@@ -265,6 +265,28 @@ async def test_a_websocket_on_the_services_server_can_send_without_awaiting() ->
         await socket.send(b"\x09" * 640)
         received = [await asyncio.wait_for(socket.recv(), 2) for _ in range(4)]
     assert received == [bytes([n]) * 640 for n in (0, 1, 2, 9)]
+
+
+async def test_a_websocket_message_over_a_mebibyte_closes_the_socket_with_1009() -> None:
+    app = FastAPI()
+
+    @app.websocket("/media")
+    async def media(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.send_text(str(len(await websocket.receive_bytes())))
+
+    async with (
+        serving(app, quick_settings()) as port,
+        websockets.connect(f"ws://{HOST}:{port}/media", max_size=None) as socket,
+    ):
+        await socket.send(bytes(MAX_MESSAGE_BYTES))
+        assert await asyncio.wait_for(socket.recv(), 5) == str(MAX_MESSAGE_BYTES)
+        await socket.send(bytes(MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await asyncio.wait_for(socket.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 def test_connection_cap_is_lowered_to_what_the_descriptor_limit_leaves(
