@@ -230,6 +230,30 @@ async def test_status_headers_reason_and_body_come_back_as_an_httpx_response() -
     assert response.json() == {"detail": "busy"}
 
 
+async def test_the_answer_comes_back_read_and_closed_and_reads_the_same_every_way() -> None:
+    body = b'{"callId": "c-1", "systemPrompt": "' + b"x" * 2000 + b'"}'
+    raw = answer("201 Created", body, "Content-Type: application/json")
+    transport = AsyncioTransport(LIMITS)
+    async with loopback(serving(raw)) as (_, base):
+        try:
+            request = httpx.Request("POST", f"{base}/api/calls", json={})
+            response = await transport.handle_async_request(request)
+            # As the Ultravox client takes it: already whole, nothing left to read or release.
+            assert response.is_closed
+            assert response.read() == body and response.content == body
+            await response.aclose()
+            assert response.json()["callId"] == "c-1"
+            # And through httpx's client, streamed: the same bytes, in full.
+            async with (
+                httpx.AsyncClient(transport=transport) as http,
+                http.stream("POST", f"{base}/api/calls", json={}) as streamed,
+            ):
+                assert b"".join([chunk async for chunk in streamed.aiter_bytes()]) == body
+                assert [line async for line in streamed.aiter_lines()] == [body.decode()]
+        finally:
+            await transport.aclose()
+
+
 async def test_an_answer_without_a_length_ends_with_the_connection() -> None:
     async def old_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
