@@ -1,6 +1,6 @@
 """Benchmark of ultravox-bridge against the targets in docs/benchmarks.md, in one command:
 
-    .venv/bin/python bench/run.py            # about two minutes; prints a markdown report
+    .venv/bin/python bench/run.py            # about three minutes; prints a markdown report
 
 On loopback it starts a local Ultravox stand-in (bench/standin.py) and the service as a real
 process (`ultravox-bridge serve`: one uvicorn worker unless --workers, signatures on), then for
@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvloop  # installed with uvicorn[standard], as the service uses it too
@@ -62,8 +62,8 @@ from webhooks import (
 
 EVENT_NAME = re.compile(r"^[a-z_]+(\.[a-z_]+)*$")
 BENCH_DIR = Path(__file__).resolve().parent
-# With each measured run capped by --max-seconds (20 s), the whole benchmark stays under two
-# minutes even against a slow service.
+# With each measured run capped by --max-seconds (20 s), the whole benchmark (two rounds) stays
+# under about four minutes even against a slow service.
 WARM_UP_SECONDS = 5.0
 
 Check = Callable[[int, bytes], str | None]
@@ -104,6 +104,24 @@ class Run:
     cpu_wait_seconds: float
     steal: float = 0.0
 
+    @classmethod
+    def pooled(cls, runs: list["Run"]) -> "Run":
+        """The rounds of one server at one load, taken as one run: their requests together."""
+        result = LoadResult(
+            [latency for run in runs for latency in run.result.latencies],
+            dict(sum((Counter(run.result.failures) for run in runs), Counter())),
+            sum(run.result.elapsed for run in runs),
+        )
+        steal = sum(run.steal * run.result.elapsed for run in runs) / max(result.elapsed, 1e-9)
+        return cls(
+            result,
+            sum(run.calls_created for run in runs),
+            sum(run.ultravox_connections for run in runs),
+            sum(run.cpu_seconds for run in runs),
+            sum(run.cpu_wait_seconds for run in runs),
+            steal,
+        )
+
     @property
     def cpu_ms_per_webhook(self) -> float:
         return 1000 * self.cpu_seconds / max(1, self.result.completed)
@@ -125,12 +143,14 @@ class Server:
 @dataclass
 class Pair:
     """One stand-in delay and concurrency: the stand-in timed alone, then through the service
-    (and the peer, when it runs)."""
+    (and the peer, when it runs), in rounds; `runs` and `direct` pool the rounds, `rounds`
+    keeps each round's added p50 per server."""
 
     delay_ms: float
     concurrency: int
     direct: LoadResult
     runs: dict[str, Run]
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def service(self) -> LoadResult:
@@ -190,17 +210,41 @@ def measure_pair(
     seconds: float,
     servers: list[Server],
     standin: int,
+    rounds: int = 1,
 ) -> Pair:
+    """`count` requests to the stand-in alone and to each server, `rounds` times over: the
+    servers take turns first (A B, B A, ...) and each round times the stand-in alone again, so
+    that the machine's drift over the run (it moves the same server's p50 by a fifth between
+    minutes) falls on every server alike. Each round is as long as a whole run: in a shorter
+    one the connections' requests have less time to bunch up behind each other, and every
+    server's added latency comes out lower (a half, for 625 requests instead of 2,500)."""
     http_get(standin, f"/_delay/{delay_ms:g}", method="POST")
-    warm = min(count, 4 * concurrency)
     ramp = delay_ms / 1000
-    load(standin, ultravox_requests(standin, warm), concurrency, created, WARM_UP_SECONDS, ramp)
-    direct = load(standin, ultravox_requests(standin, count), concurrency, created, seconds, ramp)
-    runs = {
-        server.name: measure_run(server, standin, count, concurrency, seconds, ramp)
-        for server in servers
+    warm = min(count, 4 * concurrency)
+    directs: list[LoadResult] = []
+    runs: dict[str, list[Run]] = {server.name: [] for server in servers}
+    for turn in range(rounds):
+        load(standin, ultravox_requests(standin, warm), concurrency, created, WARM_UP_SECONDS, ramp)
+        requests = ultravox_requests(standin, count)
+        directs.append(load(standin, requests, concurrency, created, seconds, ramp))
+        for server in servers if turn % 2 == 0 else servers[::-1]:
+            runs[server.name].append(
+                measure_run(server, standin, count, concurrency, seconds, ramp)
+            )
+    direct = LoadResult(
+        [latency for one in directs for latency in one.latencies],
+        dict(sum((Counter(one.failures) for one in directs), Counter())),
+        sum(one.elapsed for one in directs),
+    )
+    added = {
+        name: [
+            run.result.percentile_ms(0.5) - one.percentile_ms(0.5)
+            for run, one in zip(server_runs, directs, strict=True)
+        ]
+        for name, server_runs in runs.items()
     }
-    return Pair(delay_ms, concurrency, direct, runs)
+    pooled = {name: Run.pooled(server_runs) for name, server_runs in runs.items()}
+    return Pair(delay_ms, concurrency, direct, pooled, added)
 
 
 def log_events(log: Path) -> str:
@@ -333,14 +377,32 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
     )
     out.append(f"- Peer: {results.peer}")
     out.append(
-        f"- Each row: {args.requests} distinct requests, after "
-        f"{min(args.requests, 4 * args.concurrency)} warm-up requests; run time "
-        f"{results.elapsed:.0f} s"
+        f"- Each row: {args.rounds} round(s) of {args.requests} distinct requests, each after "
+        f"{min(args.requests, 4 * args.concurrency)} warm-up requests, the servers taking "
+        f"turns first; run time {results.elapsed:.0f} s"
     )
     out += ["", *pair_rows([*pairs, results.one_connection])]
     if "peer" in results.one_connection.runs:
         out += ["", f"### Side by side with the peer ({args.peer})", ""]
         out += side_by_side(results)
+    if args.versus is not None:
+        out += ["", f"### The service against `versus` (`app` from {args.versus})", ""]
+        for pair in pairs:
+            service, versus = pair.added_ms(0.5), pair.added_ms(0.5, "versus")
+            out.append(
+                f"- {pair.concurrency} connections, stand-in {pair.delay_ms:g} ms: added p50 "
+                f"{service:.2f} / {versus:.2f} ms ({service / versus:.2f}), p99 "
+                f"{pair.added_ms(0.99):.2f} / {pair.added_ms(0.99, 'versus'):.2f} ms"
+            )
+    if args.rounds > 1:
+        out += ["", "Added p50 round by round (each round against its own stand-in timing):", ""]
+        for pair in pairs:
+            for name, added in pair.rounds.items():
+                values = " / ".join(f"{value:.2f}" for value in added)
+                out.append(
+                    f"- {name}, {pair.concurrency} connections, stand-in {pair.delay_ms:g} ms: "
+                    f"{values} ms"
+                )
     latency = max(pairs, key=lambda pair: pair.delay_ms)
     fastest = min(pairs, key=lambda pair: pair.delay_ms)
     rss_after, rss_peak = memory["after"]
@@ -394,6 +456,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-seconds", type=float, default=20.0, help="cap on each run (default 20)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="measure each row this many times, the servers taking turns first; the report "
+        "pools the rounds (default 2)",
+    )
     parser.add_argument("--startups", type=int, default=3, help="extra start-ups to time")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
@@ -410,6 +479,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         help="run the service's `app` from this directory, e.g. an older commit's "
         "(`git archive COMMIT app | tar -x -C DIR`), for before/after comparisons",
+    )
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        help="also run the service with `app` from this directory (server `versus`), in the "
+        "same rounds: an A/B of two versions that the machine's drift does not decide",
     )
     parser.add_argument("--no-peer", action="store_true", help="do not run a peer (bench/peers/)")
     parser.add_argument(
@@ -454,9 +529,10 @@ def measure(
     delays = [float(value) for value in args.delays.split(",")]
     count, seconds = args.requests, args.max_seconds
     pairs = [
-        measure_pair(delay, args.concurrency, count, seconds, servers, standin) for delay in delays
+        measure_pair(delay, args.concurrency, count, seconds, servers, standin, args.rounds)
+        for delay in delays
     ]
-    one = measure_pair(0, 1, min(count, 1000), seconds, servers, standin)
+    one = measure_pair(0, 1, min(count, 1000), seconds, servers, standin, args.rounds)
     return pairs, one
 
 
@@ -506,6 +582,16 @@ def main(argv: list[str]) -> int:
             peer = stack.enter_context(started(peer_cmd, penv, cwd, peer_log, layout.service))
             wait_ready(peer_port, peer)
             servers.append(Server("peer", peer_port, peer.pid))
+        if args.versus is not None:
+            # Its own directory, so that its records database is not the service's.
+            versus_dir, versus_port = cwd / "versus", free_port()
+            versus_dir.mkdir()
+            venv = {**env, "PORT": str(versus_port), "PYTHONPATH": str(args.versus.resolve())}
+            versus = stack.enter_context(
+                started(command, venv, versus_dir, cwd / "versus.log", layout.service)
+            )
+            wait_ready(versus_port, versus)
+            servers.append(Server("versus", versus_port, versus.pid))
         pairs, one_connection = measure(args, servers, standin_port)
         memory["after"] = rss_mb(service.pid)
         events = log_events(cwd / "service.log")
