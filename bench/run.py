@@ -7,7 +7,8 @@ process (`ultravox-bridge serve`: one uvicorn worker unless --workers, signature
 each stand-in delay sends the same number of distinct requests at the same concurrency twice:
 straight to the stand-in, then as Twilio webhooks (each with its own CallSid, signed with the
 twilio SDK's RequestValidator) to the service, which creates one stand-in call per webhook. The
-service's added latency is the difference between the two runs' percentiles. Start-up is the
+service's added latency is the difference between the two runs' percentiles. Each row is
+measured in rounds (--rounds), the servers taking turns first, and the rounds pooled. Start-up is the
 time from process start to the first /readyz 200; memory and CPU are the service's process and
 its workers' from /proc.
 
