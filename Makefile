@@ -35,7 +35,7 @@ lint: $(INSTALLED)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/node_modules app/web/static/vendor
 
-# The speed benchmark (about three minutes); docs/benchmarks.md explains its output.
+# The speed benchmark (about two minutes); docs/benchmarks.md explains its output.
 .PHONY: bench
 bench: $(INSTALLED)
 	$(PY) bench/run.py

@@ -1,6 +1,6 @@
 """Benchmark of ultravox-bridge against the targets in docs/benchmarks.md, in one command:
 
-    .venv/bin/python bench/run.py            # about three minutes; prints a markdown report
+    .venv/bin/python bench/run.py            # about two minutes; prints a markdown report
 
 On loopback it starts a local Ultravox stand-in (bench/standin.py) and the service as a real
 process (`ultravox-bridge serve`: one uvicorn worker unless --workers, signatures on), then for
