@@ -8,9 +8,9 @@ each stand-in delay sends the same number of distinct requests at the same concu
 straight to the stand-in, then as Twilio webhooks (each with its own CallSid, signed with the
 twilio SDK's RequestValidator) to the service, which creates one stand-in call per webhook. The
 service's added latency is the difference between the two runs' percentiles. Each row is
-measured in rounds (--rounds), the servers taking turns first, and the rounds pooled. Start-up is the
-time from process start to the first /readyz 200; memory and CPU are the service's process and
-its workers' from /proc.
+measured in rounds (--rounds), the servers taking turns first, and the rounds pooled. Start-up
+is the time from process start to the first /readyz 200; memory and CPU are the service's
+process and its workers' from /proc.
 
 Beside the service, in the same run and on the same CPU, it measures the peer (bench/peers/: a
 server of the shape of Ultravox's Node quickstart, see bench/peer.py) with the same webhooks and
