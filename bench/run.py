@@ -390,9 +390,10 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
         out += ["", f"### The service against `versus` (`app` from {args.versus})", ""]
         for pair in pairs:
             service, versus = pair.added_ms(0.5), pair.added_ms(0.5, "versus")
+            ratio = f"{service / versus:.2f}" if versus > 0 else "no ratio"
             out.append(
                 f"- {pair.concurrency} connections, stand-in {pair.delay_ms:g} ms: added p50 "
-                f"{service:.2f} / {versus:.2f} ms ({service / versus:.2f}), p99 "
+                f"{service:.2f} / {versus:.2f} ms ({ratio}), p99 "
                 f"{pair.added_ms(0.99):.2f} / {pair.added_ms(0.99, 'versus'):.2f} ms"
             )
     if args.rounds > 1:
@@ -510,6 +511,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile-out", type=Path, help="with --profile: keep py-spy's collapsed stacks here"
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.workers > 1:  # the workers need the shared store, and more than one CPU
         args.redis, args.no_pin = True, True
     return args
