@@ -5,11 +5,9 @@ are the service's hot path: `WebhookDispatch` answers them as a plain ASGI appli
 of the framework, whose routing, request objects and middleware cost a webhook several times
 what answering it does (docs/benchmarks.md). It sits inside the header limit and the request id
 (app/main.py), refuses as the framework's error handlers would (plain text, `headers` of the
-refusal), and logs, counts and records each webhook after its answer is on its way and
-after the work already waiting on the event loop. The other
+refusal), and logs, counts and records each webhook after its answer is on its way. The other
 provider routes (status, media, transfer, outbound) read requests with `webhook_request`."""
 
-import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -204,10 +202,6 @@ class WebhookDispatch:
             raise
         try:
             await send_answer(answered.answer, send)
-            # The log line, metrics and record wait behind what is already queued on the loop,
-            # such as the other webhooks of a burst whose Ultravox answers came in together:
-            # each provider waits for its own answer, not for the others' bookkeeping.
-            await asyncio.sleep(0)
         finally:
             # Whether or not the provider is still there to take the answer: the call is made.
             answered.report()
