@@ -9,18 +9,24 @@ belongs to, from the request to the end of the answer, and then for the backgrou
 webhooks left behind (records written, log lines): uvicorn's protocol is not included, for
 either application.
 
-Usage: python bench/call_count.py [--webhooks 300] [--top 25]
+With --phases the service's calls are also split by where the webhook was when they were made:
+before the Ultravox request is written, while the service waits for its answer (other tasks,
+such as the records writer), from the answer to the TwiML sent, and after it (the log line,
+metrics and record).
+
+Usage: python bench/call_count.py [--webhooks 300] [--top 25] [--phases]
 """
 
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +56,21 @@ def where(code: types.CodeType | None, function: Any = None) -> str:
     return "stdlib." + Path(path).stem
 
 
+BEFORE = "before the Ultravox request is written"
+ANSWER = "from its answer's bytes to the TwiML sent"
+AFTER = "after the TwiML was sent (log line, metrics, record)"
+OTHER = "other tasks (the records writer's batches)"
+PHASES = (BEFORE, ANSWER, AFTER, OTHER)
+
+
 class Counter:
     def __init__(self, callers_of: str | None = None) -> None:
+        # With --phases: the phase of the task that serves the webhooks, and that of loop
+        # callbacks outside any task; the calls of any other task are OTHER.
+        self.webhooks: asyncio.Task[Any] | None = None
+        self.phase = BEFORE
+        self.callback_phase = OTHER
+        self.phases: collections.Counter[str] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
         self.functions: collections.Counter[str] = collections.Counter()
         self.callers_of = callers_of  # a package whose callers are counted, if any
@@ -68,6 +87,12 @@ class Counter:
         else:
             return
         self.calls[group] += 1
+        if self.webhooks is not None:
+            task = asyncio.current_task()
+            if task is self.webhooks:
+                self.phases[self.phase] += 1
+            else:
+                self.phases[self.callback_phase if task is None else OTHER] += 1
         if self.callers_of is not None and group == self.callers_of:
             caller = frame.f_back if event == "call" else frame
             while caller is not None and where(caller.f_code) == group:
@@ -106,7 +131,29 @@ def scope_for(raw: bytes) -> tuple[Scope, bytes]:
     return scope, body
 
 
-async def one(app: App, raw: bytes) -> tuple[int, bytes]:
+@contextlib.contextmanager
+def phase_marks(counter: Counter) -> Iterator[None]:
+    """Moves `counter` to ANSWER when the bytes of an answer to the service's transport arrive
+    (`one` marks BEFORE and AFTER), the transport's callback included."""
+    from app.asyncio_transport import _Connection
+
+    data_received = _Connection.data_received
+
+    def marked_data_received(self: _Connection, data: bytes) -> None:
+        counter.phase = counter.callback_phase = ANSWER
+        try:
+            data_received(self, data)
+        finally:
+            counter.callback_phase = OTHER
+
+    _Connection.data_received = marked_data_received  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _Connection.data_received = data_received  # type: ignore[method-assign]
+
+
+async def one(app: App, raw: bytes, counter: Counter | None = None) -> tuple[int, bytes]:
     scope, body = scope_for(raw)
     sent: list[dict[str, Any]] = []
     received = False
@@ -120,7 +167,11 @@ async def one(app: App, raw: bytes) -> tuple[int, bytes]:
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        if counter is not None and message["type"] == "http.response.body":
+            counter.phase = AFTER
 
+    if counter is not None:
+        counter.phase = BEFORE
     await app(scope, receive, send)
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
@@ -148,24 +199,34 @@ async def lifespan(app: App) -> tuple[Callable[[], Any], asyncio.Task[None]]:
 
 
 async def measure(
-    name: str, app: App, webhooks: list[bytes], warm: int, callers_of: str | None
+    name: str,
+    app: App,
+    webhooks: list[bytes],
+    warm: int,
+    callers_of: str | None,
+    phases: bool = False,
 ) -> Counter:
     """Calls from the first counted webhook until the work it left behind is done."""
-    stop, _ = await lifespan(app)
-    for raw in webhooks[:warm]:
-        await one(app, raw)
-    await asyncio.sleep(0.5)  # the warm-up's records are written before counting starts
     counter = Counter(callers_of)
-    sys.setprofile(counter)
-    try:
-        for raw in webhooks[warm:]:
-            status, body = await one(app, raw)
-            if status != 200 or b"<Stream" not in body:
-                raise SystemExit(f"{name}: {status} {body[:200]!r}")
-        await asyncio.sleep(0.6)  # the records writer gathers for 200 ms, then writes
-    finally:
-        sys.setprofile(None)
-    await stop()
+    marked = counter if phases else None
+    # Marked from the warm-up on: uvloop keeps a connection's `data_received` from its start.
+    with phase_marks(counter) if phases else contextlib.nullcontext():
+        stop, _ = await lifespan(app)
+        for raw in webhooks[:warm]:
+            await one(app, raw)
+        await asyncio.sleep(0.5)  # the warm-up's records are written before counting starts
+        if phases:
+            counter.webhooks = asyncio.current_task()
+        sys.setprofile(counter)
+        try:
+            for raw in webhooks[warm:]:
+                status, body = await one(app, raw, marked)
+                if status != 200 or b"<Stream" not in body:
+                    raise SystemExit(f"{name}: {status} {body[:200]!r}")
+            await asyncio.sleep(0.6)  # the records writer gathers for 200 ms, then writes
+        finally:
+            sys.setprofile(None)
+        await stop()
     return counter
 
 
@@ -173,6 +234,10 @@ def table(rows: dict[str, Counter], count: int, top: int, functions: int) -> str
     lines = []
     for name, counter in rows.items():
         lines.append(f"{name}: {counter.total() / count:.0f} calls per webhook")
+        if len(counter.phases) > 1:
+            for phase in PHASES:
+                lines.append(f"  {counter.phases[phase] / count:8.1f}  {phase}")
+            lines.append("  by package:")
         for group, calls in counter.calls.most_common(top):
             lines.append(f"  {calls / count:8.1f}  {group}")
         if counter.callers:
@@ -193,6 +258,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="packages listed")
     parser.add_argument("--functions", type=int, default=0, help="functions listed")
     parser.add_argument("--callers", help="list where calls into this package come from")
+    parser.add_argument(
+        "--phases", action="store_true", help="also split the service's calls by phase"
+    )
     parser.add_argument(
         "--source",
         type=Path,
@@ -229,7 +297,9 @@ def main() -> None:
         warm = args.warm
         hooks = twilio_webhooks(8000, warm + args.webhooks)
         rows = {
-            "service": uvloop.run(measure("service", service, hooks, warm, args.callers)),
+            "service": uvloop.run(
+                measure("service", service, hooks, warm, args.callers, args.phases)
+            ),
             "floor": uvloop.run(measure("floor", Floor(), hooks, warm, args.callers)),
         }
         sys.stderr = stderr
