@@ -248,6 +248,42 @@ def measure_pair(
     return Pair(delay_ms, concurrency, direct, pooled, added)
 
 
+PROBE_SEGMENTS = (
+    ("Request parsed -> the application called", "parsed", "app"),
+    ("Application -> the Ultravox request written", "app", "sent"),
+    ("Answer's first bytes -> the webhook's task has the answer", "answer", "resumed"),
+    ("Task has the answer -> the TwiML written", "resumed", "written"),
+    ("**Before the Ultravox request** (parsed -> written)", "parsed", "sent"),
+    ("**After its answer** (first bytes -> TwiML written)", "answer", "written"),
+    ("Bookkeeping after the TwiML (log line, metrics, record)", "written", "done"),
+)
+
+
+def probe_report(stamps: list[dict[str, float]], delay_ms: float) -> str:
+    """Medians and 90th percentiles of the probe's segments, over the webhooks of the largest
+    delay (those whose Ultravox request took at least half of it)."""
+    chosen = [
+        stamp
+        for stamp in stamps
+        if {"parsed", "sent", "answer", "resumed", "written", "done"} <= stamp.keys()
+        and stamp["parsed"] > 0
+        and stamp["answer"] - stamp["sent"] >= delay_ms / 2000
+    ]
+    if not chosen:
+        return "No webhook of that delay was stamped."
+    rows = [
+        f"{len(chosen)} webhooks.",
+        "",
+        "| Segment | p50 | p90 |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, start, end in PROBE_SEGMENTS:
+        spans = sorted(1000 * (stamp[end] - stamp[start]) for stamp in chosen)
+        p50, p90 = spans[len(spans) // 2], spans[int(0.9 * (len(spans) - 1))]
+        rows.append(f"| {label} | {p50:.3f} ms | {p90:.3f} ms |")
+    return "\n".join(rows)
+
+
 def log_events(log: Path) -> str:
     """How many of each event the service logged, e.g. retries that would explain a slow tail."""
     events: Counter[str] = Counter()
@@ -510,6 +546,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile-out", type=Path, help="with --profile: keep py-spy's collapsed stacks here"
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="also time each webhook's path inside the service (bench/probe/), reported for "
+        "the largest delay; the probe's own cost is in every service row of that run",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -547,6 +589,11 @@ def main(argv: list[str]) -> int:
     load_before = load_average()
     began = time.perf_counter()
     command = service_command()
+    probe_out = None
+    if args.probe:
+        handle, name = tempfile.mkstemp(prefix="bridge-probe-", suffix=".json")
+        os.close(handle)
+        probe_out = Path(name)
     peer_cmd, peer_note = (None, "not run (--no-peer)") if args.no_peer else peer_command(args.peer)
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bridge-b-") as tmp:
         # The service runs in an empty directory, so no `.env` of the developer's is read.
@@ -573,8 +620,13 @@ def main(argv: list[str]) -> int:
         wait_for_port(standin_port, standin)
         startups = [time_startup(command, env, cwd, layout) for _ in range(args.startups)]
         process_began = time.perf_counter()
+        measured_env = dict(env)
+        if probe_out is not None:  # for the measured service only, not the timed start-ups
+            paths = [str(BENCH_DIR / "probe"), env.get("PYTHONPATH", "")]
+            measured_env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+            measured_env["BRIDGE_PROBE_OUT"] = str(probe_out)
         service = stack.enter_context(
-            started(command, env, cwd, cwd / "service.log", layout.service)
+            started(command, measured_env, cwd, cwd / "service.log", layout.service)
         )
         wait_ready(port, service)
         startups.append(time.perf_counter() - process_began)
@@ -620,6 +672,10 @@ def main(argv: list[str]) -> int:
         time.perf_counter() - began,
     )
     print(report(args, layout, results))
+    if probe_out is not None:  # written by the service as it exited, with the block above
+        print(f"\n### Inside the service, stand-in {pairs[-1].delay_ms:g} ms (--probe)\n")
+        print(probe_report(json.loads(probe_out.read_text() or "[]"), pairs[-1].delay_ms))
+        probe_out.unlink()
     if profile_text is not None:
         print(f"\n### Where the service spends its time (py-spy, {pairs[-1].delay_ms:g} ms)\n")
         print(profile_text)
