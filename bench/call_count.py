@@ -10,9 +10,8 @@ webhooks left behind (records written, log lines): uvicorn's protocol is not inc
 either application.
 
 With --phases the service's calls are also split by where the webhook was when they were made:
-before the Ultravox request is written, while the service waits for its answer (other tasks,
-such as the records writer), from the answer to the TwiML sent, and after it (the log line,
-metrics and record).
+before the Ultravox request is written, from its answer's bytes to the TwiML sent, after it
+(the log line, metrics and record), and in other tasks (the records writer's batches).
 
 Usage: python bench/call_count.py [--webhooks 300] [--top 25] [--phases]
 """

@@ -94,6 +94,15 @@ def service_env(port: int, standin_port: int) -> dict[str, str]:
 # --- requests --------------------------------------------------------------------------------
 
 
+def pool_loads(results: list[LoadResult]) -> LoadResult:
+    """Loads of the same kind taken as one: their latencies, failures and time together."""
+    return LoadResult(
+        [latency for result in results for latency in result.latencies],
+        dict(sum((Counter(result.failures) for result in results), Counter())),
+        sum(result.elapsed for result in results),
+    )
+
+
 @dataclass
 class Run:
     """One load against one server (the service or the peer): its answers and their cost."""
@@ -108,11 +117,7 @@ class Run:
     @classmethod
     def pooled(cls, runs: list["Run"]) -> "Run":
         """The rounds of one server at one load, taken as one run: their requests together."""
-        result = LoadResult(
-            [latency for run in runs for latency in run.result.latencies],
-            dict(sum((Counter(run.result.failures) for run in runs), Counter())),
-            sum(run.result.elapsed for run in runs),
-        )
+        result = pool_loads([run.result for run in runs])
         steal = sum(run.steal * run.result.elapsed for run in runs) / max(result.elapsed, 1e-9)
         return cls(
             result,
@@ -233,11 +238,7 @@ def measure_pair(
             runs[server.name].append(
                 measure_run(server, standin, count, concurrency, seconds, ramp)
             )
-    direct = LoadResult(
-        [latency for one in directs for latency in one.latencies],
-        dict(sum((Counter(one.failures) for one in directs), Counter())),
-        sum(one.elapsed for one in directs),
-    )
+    direct = pool_loads(directs)
     added = {
         name: [
             run.result.percentile_ms(0.5) - one.percentile_ms(0.5)
@@ -260,13 +261,16 @@ PROBE_SEGMENTS = (
 )
 
 
+PROBE_STAMPS = {name for _, start, end in PROBE_SEGMENTS for name in (start, end)}
+
+
 def probe_report(stamps: list[dict[str, float]], delay_ms: float) -> str:
     """Medians and 90th percentiles of the probe's segments, over the webhooks of the largest
     delay (those whose Ultravox request took at least half of it)."""
     chosen = [
         stamp
         for stamp in stamps
-        if {"parsed", "sent", "answer", "resumed", "written", "done"} <= stamp.keys()
+        if stamp.keys() >= PROBE_STAMPS
         and stamp["parsed"] > 0
         and stamp["answer"] - stamp["sent"] >= delay_ms / 2000
     ]
@@ -279,9 +283,10 @@ def probe_report(stamps: list[dict[str, float]], delay_ms: float) -> str:
         "| --- | ---: | ---: |",
     ]
     for label, start, end in PROBE_SEGMENTS:
-        spans = sorted(1000 * (stamp[end] - stamp[start]) for stamp in chosen)
-        p50, p90 = spans[len(spans) // 2], spans[int(0.9 * (len(spans) - 1))]
-        rows.append(f"| {label} | {p50:.3f} ms | {p90:.3f} ms |")
+        spans = LoadResult([stamp[end] - stamp[start] for stamp in chosen])
+        rows.append(
+            f"| {label} | {spans.percentile_ms(0.5):.3f} ms | {spans.percentile_ms(0.9):.3f} ms |"
+        )
     return "\n".join(rows)
 
 
@@ -674,8 +679,9 @@ def main(argv: list[str]) -> int:
     )
     print(report(args, layout, results))
     if probe_out is not None:  # written by the service as it exited, with the block above
-        print(f"\n### Inside the service, stand-in {pairs[-1].delay_ms:g} ms (--probe)\n")
-        print(probe_report(json.loads(probe_out.read_text() or "[]"), pairs[-1].delay_ms))
+        largest = max(pair.delay_ms for pair in pairs)
+        print(f"\n### Inside the service, stand-in {largest:g} ms (--probe)\n")
+        print(probe_report(json.loads(probe_out.read_text() or "[]"), largest))
         probe_out.unlink()
     if profile_text is not None:
         print(f"\n### Where the service spends its time (py-spy, {pairs[-1].delay_ms:g} ms)\n")
