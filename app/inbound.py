@@ -131,10 +131,18 @@ class Bridge:
         finally:
             metrics.WEBHOOKS_IN_FLIGHT.dec()
         seconds = time.perf_counter() - started
-        return Answered(outcome.answer, lambda: self._report(request, fields, outcome, seconds))
+        decided_at = time.time()
+        return Answered(
+            outcome.answer, lambda: self._report(request, fields, outcome, seconds, decided_at)
+        )
 
     def _report(
-        self, request: WebhookRequest, fields: dict[str, Any], outcome: Outcome, seconds: float
+        self,
+        request: WebhookRequest,
+        fields: dict[str, Any],
+        outcome: Outcome,
+        seconds: float,
+        decided_at: float,
     ) -> None:
         fields.update(outcome=outcome.outcome, route=outcome.route)
         if outcome.ultravox_call_id:
@@ -152,6 +160,7 @@ class Bridge:
                     ultravox_call_id=outcome.ultravox_call_id,
                     lifetime_seconds=outcome.lifetime_seconds,
                     reason=fields.get("reason"),
+                    decided_at=decided_at,
                 )
             )
 

@@ -26,7 +26,7 @@ from app.api import (
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.header_limit import HeaderSizeLimit
 from app.api.request_id import RequestIdMiddleware
-from app.api.webhooks import WebhookDispatch
+from app.api.webhooks import Reports, WebhookDispatch
 from app.asyncio_transport import AsyncioTransport
 from app.config import load_settings
 from app.console.access import Console
@@ -89,6 +89,7 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 deadline_seconds=config.ultravox_deadline_seconds,
             )
             app.state.settings = config
+            app.state.reports = Reports()
             app.state.console = Console.from_settings(config)
             app.state.store = store
             app.state.media_endpoints = build_media_endpoints(config, adapters)
@@ -120,6 +121,8 @@ def create_app(settings: ServiceSettings | None = None, *, setup_logging: bool =
                 async with reload_on_sighup(app.state.bridge, config):
                     yield
             finally:
+                # The last webhooks' log lines, metrics and records, before the records close.
+                app.state.reports.flush()
                 if app.state.transfers is not None:
                     await app.state.transfers.idle()
                 stop_recording_transfers()

@@ -79,10 +79,24 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan run, and a client that talks to it in-process."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = ReportingASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+class ReportingASGITransport(httpx.ASGITransport):
+    """httpx's in-process transport, which also makes the answered webhooks' reports
+    (`app.api.webhooks.Reports`) as soon as each answer is read: a test then finds the log
+    line, metrics and record of its webhook without waiting for them. tests/api/test_reports.py
+    tests their delay."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        reports = getattr(self.app.state, "reports", None)  # type: ignore[attr-defined]
+        if reports is not None:
+            reports.flush()
+        return response
 
 
 @pytest.fixture

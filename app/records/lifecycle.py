@@ -60,6 +60,9 @@ class Decision:
     lifetime_seconds: float | None = None
     reason: str | None = None
     record_id: str | None = None
+    # When the flow decided, if not when `decided` is called (a webhook's report comes a
+    # moment after its answer: app/api/webhooks.py, `Reports`).
+    decided_at: float | None = None
 
 
 def _when(epoch: float) -> datetime:
@@ -99,7 +102,7 @@ class CallLifecycle:
         (the agent's part of the call is over before it began), except a late repeat, which
         is only noted on the timeline of the call it repeats."""
         call = decision.call
-        now = _when(time.time())
+        now = _when(time.time() if decision.decided_at is None else decision.decided_at)
         started = decision.outcome in (ANSWERED, DUPLICATE)
         detail = {"route": decision.route, "reason": decision.reason}
         kind = ("outbound." if decision.direction == "outbound" else "webhook.") + decision.outcome
