@@ -57,7 +57,7 @@ def where(code: types.CodeType | None, function: Any = None) -> str:
 
 BEFORE = "before the Ultravox request is written"
 ANSWER = "from its answer's bytes to the TwiML sent"
-AFTER = "after the TwiML was sent (log line, metrics, record)"
+AFTER = "after the TwiML was sent (log line, metrics, record: `Reports.flush`)"
 OTHER = "other tasks (the records writer's batches)"
 PHASES = (BEFORE, ANSWER, AFTER, OTHER)
 
@@ -133,10 +133,12 @@ def scope_for(raw: bytes) -> tuple[Scope, bytes]:
 @contextlib.contextmanager
 def phase_marks(counter: Counter) -> Iterator[None]:
     """Moves `counter` to ANSWER when the bytes of an answer to the service's transport arrive
-    (`one` marks BEFORE and AFTER), the transport's callback included."""
+    (`one` marks BEFORE and AFTER), the transport's callback included; the answered webhooks'
+    reports, which a timer makes a moment after the answers (`Reports.flush`), are AFTER."""
+    from app.api.webhooks import Reports
     from app.asyncio_transport import _Connection
 
-    data_received = _Connection.data_received
+    data_received, flush = _Connection.data_received, Reports.flush
 
     def marked_data_received(self: _Connection, data: bytes) -> None:
         counter.phase = counter.callback_phase = ANSWER
@@ -145,11 +147,20 @@ def phase_marks(counter: Counter) -> Iterator[None]:
         finally:
             counter.callback_phase = OTHER
 
+    def marked_flush(self: Reports) -> None:
+        counter.callback_phase = AFTER
+        try:
+            flush(self)
+        finally:
+            counter.callback_phase = OTHER
+
     _Connection.data_received = marked_data_received  # type: ignore[method-assign]
+    Reports.flush = marked_flush  # type: ignore[method-assign]
     try:
         yield
     finally:
         _Connection.data_received = data_received  # type: ignore[method-assign]
+        Reports.flush = flush  # type: ignore[method-assign]
 
 
 async def one(app: App, raw: bytes, counter: Counter | None = None) -> tuple[int, bytes]:

@@ -257,7 +257,7 @@ PROBE_SEGMENTS = (
     ("Task has the answer -> the TwiML written", "resumed", "written"),
     ("**Before the Ultravox request** (parsed -> written)", "parsed", "sent"),
     ("**After its answer** (first bytes -> TwiML written)", "answer", "written"),
-    ("Bookkeeping after the TwiML (log line, metrics, record)", "written", "done"),
+    ("After the TwiML until the application returns (its report queued)", "written", "done"),
 )
 
 

@@ -11,7 +11,8 @@ process exits:
 - `answer`: the first bytes of Ultravox's answer arrive;
 - `resumed`: the webhook's task has the answer;
 - `written`: the answer's last body message has been written;
-- `done`: the application returns, after the log line, metrics and record.
+- `done`: the application returns (its log line, metrics and record are queued to be made
+  a moment later: `app.api.webhooks.Reports`).
 
 A measuring tool: it is never on the service's own PYTHONPATH.
 """
