@@ -428,8 +428,8 @@ def report(args: argparse.Namespace, layout: Layout, results: Results) -> str:
     if "peer" in results.one_connection.runs:
         out += ["", f"### Side by side with the peer ({args.peer})", ""]
         out += side_by_side(results)
-    if args.versus is not None:
-        out += ["", f"### The service against `versus` (`app` from {args.versus})", ""]
+    if args.versus is not None or args.versus_command is not None:
+        out += ["", f"### The service against `versus` ({versus_label(args)})", ""]
         for pair in pairs:
             service, versus = pair.added_ms(0.5), pair.added_ms(0.5, "versus")
             ratio = f"{service / versus:.2f}" if versus > 0 else "no ratio"
@@ -530,6 +530,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also run the service with `app` from this directory (server `versus`), in the "
         "same rounds: an A/B of two versions that the machine's drift does not decide",
     )
+    parser.add_argument(
+        "--versus-command",
+        type=Path,
+        help="run `versus` with this `ultravox-bridge` executable, e.g. another virtualenv's "
+        "on another Python (with or without --versus)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="do not run a peer (bench/peers/)")
     parser.add_argument(
         "--log-level",
@@ -564,6 +570,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.workers > 1:  # the workers need the shared store, and more than one CPU
         args.redis, args.no_pin = True, True
     return args
+
+
+def versus_label(args: argparse.Namespace) -> str:
+    parts = []
+    if args.versus is not None:
+        parts.append(f"`app` from {args.versus}")
+    if args.versus_command is not None:
+        parts.append(f"run by {args.versus_command}")
+    return ", ".join(parts)
 
 
 def time_startup(command: list[str], env: dict[str, str], cwd: Path, layout: Layout) -> float:
@@ -644,13 +659,18 @@ def main(argv: list[str]) -> int:
             peer = stack.enter_context(started(peer_cmd, penv, cwd, peer_log, layout.service))
             wait_ready(peer_port, peer)
             servers.append(Server("peer", peer_port, peer.pid))
-        if args.versus is not None:
+        if args.versus is not None or args.versus_command is not None:
             # Its own directory, so that its records database is not the service's.
             versus_dir, versus_port = cwd / "versus", free_port()
             versus_dir.mkdir()
-            venv = {**env, "PORT": str(versus_port), "PYTHONPATH": str(args.versus.resolve())}
+            venv = {**env, "PORT": str(versus_port)}
+            if args.versus is not None:
+                venv["PYTHONPATH"] = str(args.versus.resolve())
+            versus_cmd = command
+            if args.versus_command is not None:
+                versus_cmd = [str(args.versus_command.resolve()), "serve"]
             versus = stack.enter_context(
-                started(command, venv, versus_dir, cwd / "versus.log", layout.service)
+                started(versus_cmd, venv, versus_dir, cwd / "versus.log", layout.service)
             )
             wait_ready(versus_port, versus)
             servers.append(Server("versus", versus_port, versus.pid))
