@@ -3,6 +3,9 @@ provider signs them (its own SDK's signing where it has one)."""
 
 import atexit
 import base64
+import io
+import json
+import logging
 import shutil
 import tempfile
 import time
@@ -24,6 +27,7 @@ from twilio.request_validator import RequestValidator
 from app import main as app_main
 from app.config import Settings
 from app.http_transport import CappedTransport
+from app.logs import EventFormatter
 from app.main import create_app
 from tests.redis_server import RedisServer
 
@@ -83,6 +87,44 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+class Lines:
+    """The service's log lines, as JSON objects."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._stream.getvalue().splitlines()]
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.events() if line["event"] == name]
+
+    def event(self, name: str) -> dict[str, Any]:
+        (found,) = self.named(name)
+        return found
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Lines]:
+    """The service's JSON log lines, formatted as in production (numbers masked, request id)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
+    app_logger = logging.getLogger("app")
+    level = app_logger.level
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)
+    try:
+        yield Lines(stream)
+    finally:
+        app_logger.removeHandler(handler)
+        app_logger.setLevel(level)
 
 
 class ReportingASGITransport(httpx.ASGITransport):

@@ -2,21 +2,18 @@
 checked against, and `simulate` explains that a /fallback URL always answers the fallback."""
 
 import io
-import json
-import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import respx
 
-from app.logs import EventFormatter
 from app.providers import SIMULATORS
 from app.simulate.send import simulate
 from tests.conftest import (
     BASE_URL,
     PLIVO_TOKEN,
     TWILIO_TOKEN,
+    Lines,
     make_settings,
     plivo_fields,
     plivo_webhook,
@@ -26,33 +23,12 @@ from tests.conftest import (
 )
 
 
-@pytest.fixture
-def app_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
-    logger = logging.getLogger("app")
-    saved = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved)
-
-
-def refused_line(stream: io.StringIO) -> dict[str, object]:
-    (line,) = [
-        event
-        for event in map(json.loads, stream.getvalue().splitlines())
-        if event["event"] == "webhook.refused"
-    ]
-    return line
+def refused_line(log_lines: Lines) -> dict[str, object]:
+    return log_lines.event("webhook.refused")
 
 
 async def test_a_403_names_the_url_the_signature_was_checked_against(
-    app_log: io.StringIO,
+    log_lines: Lines,
 ) -> None:
     # Signed for the public URL, checked against the one the service sees: the usual mistake.
     webhook = twilio_webhook(twilio_fields(), signed_base="https://bridge.example.com")
@@ -60,27 +36,27 @@ async def test_a_403_names_the_url_the_signature_was_checked_against(
         response = await webhook.send(client)
 
     assert response.status_code == 403
-    line = refused_line(app_log)
+    line = refused_line(log_lines)
     assert (line["outcome"], line["url"]) == ("forbidden", f"{BASE_URL}/twilio/incoming")
 
 
-async def test_a_403_url_keeps_the_public_base_and_hides_the_query(app_log: io.StringIO) -> None:
+async def test_a_403_url_keeps_the_public_base_and_hides_the_query(log_lines: Lines) -> None:
     webhook = plivo_webhook(plivo_fields(), method="GET", token="wrong-token")
     settings = make_settings(public_base_url="https://bridge.example.com")
     async with running_app(settings) as client:
         response = await webhook.send(client)
 
     assert response.status_code == 403
-    assert refused_line(app_log)["url"] == "https://bridge.example.com/plivo/incoming?***"
+    assert refused_line(log_lines)["url"] == "https://bridge.example.com/plivo/incoming?***"
 
 
-async def test_other_refusals_carry_no_url(app_log: io.StringIO) -> None:
+async def test_other_refusals_carry_no_url(log_lines: Lines) -> None:
     async with running_app(make_settings()) as client:
         response = await client.post(
             "/twilio/incoming", content=b"x" * (65 * 1024), headers={"X-Twilio-Signature": "x"}
         )
     assert response.status_code == 413
-    assert "url" not in refused_line(app_log)
+    assert "url" not in refused_line(log_lines)
 
 
 @pytest.mark.parametrize("name", ["twilio", "plivo"])

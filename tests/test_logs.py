@@ -1,61 +1,26 @@
 """Log lines: one JSON object per event, carrying the request id and the call's identifiers,
 with phone numbers masked."""
 
-import io
-import json
 import logging
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from app.logs import EventFormatter, SampleRefusals, configure_logging, redact
+from app.logs import SampleRefusals, configure_logging, redact
 from tests.conftest import (
     CALL_ID,
     CALLED,
     CALLER,
+    Lines,
     created_call,
     make_settings,
     running_app,
     twilio_fields,
     twilio_webhook,
 )
-
-
-class Lines:
-    def __init__(self, stream: io.StringIO) -> None:
-        self._stream = stream
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._stream.getvalue().splitlines()]
-
-    def event(self, name: str) -> dict[str, Any]:
-        (found,) = [line for line in self.events() if line["event"] == name]
-        return found
-
-    @property
-    def text(self) -> str:
-        return self._stream.getvalue()
-
-
-@pytest.fixture
-def log_lines() -> Iterator[Lines]:
-    """The service's JSON log lines, formatted as in production (numbers masked)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
-    app_logger = logging.getLogger("app")
-    level = app_logger.level
-    app_logger.addHandler(handler)
-    app_logger.setLevel(logging.INFO)
-    try:
-        yield Lines(stream)
-    finally:
-        app_logger.removeHandler(handler)
-        app_logger.setLevel(level)
 
 
 async def test_webhook_line_carries_request_and_call_fields(

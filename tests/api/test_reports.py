@@ -6,15 +6,12 @@ reports as soon as each answer is read; these read them through httpx's own tran
 provider's request would be served."""
 
 import asyncio
-import io
-import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import pytest
@@ -24,11 +21,11 @@ from prometheus_client import REGISTRY
 
 from app.api.webhooks import REPORT_DELAY_SECONDS, Reports
 from app.config import Settings
-from app.logs import EventFormatter
 from app.main import create_app
 from tests.conftest import (
     BASE_URL,
     CALL_ID,
+    Lines,
     created_call,
     make_settings,
     twilio_fields,
@@ -37,28 +34,6 @@ from tests.conftest import (
 
 # Scheduling on a shared machine: how late a report may come and still be "in time".
 MARGIN_SECONDS = 1.0
-
-
-@pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    """The service's log lines as JSON, formatted as in production (with the request id)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
-    app_logger = logging.getLogger("app")
-    level = app_logger.level
-    app_logger.addHandler(handler)
-    app_logger.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        app_logger.removeHandler(handler)
-        app_logger.setLevel(level)
-
-
-def events(stream: io.StringIO, name: str) -> list[dict[str, Any]]:
-    found = [json.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in found if line["event"] == name]
 
 
 def answered_count() -> float:
@@ -90,7 +65,7 @@ def recorded(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 async def test_a_webhook_is_logged_and_counted_a_moment_after_its_answer(
-    ultravox: respx.MockRouter, lines: io.StringIO
+    ultravox: respx.MockRouter, log_lines: Lines
 ) -> None:
     ultravox.post("/calls").mock(return_value=created_call())
     counted = answered_count()
@@ -100,18 +75,18 @@ async def test_a_webhook_is_logged_and_counted_a_moment_after_its_answer(
         response = await webhook.send(client)
         answered = time.monotonic()
         assert response.status_code == 200
-        assert events(lines, "webhook.answered") == []
+        assert log_lines.named("webhook.answered") == []
         assert answered_count() == counted
-        while not events(lines, "webhook.answered"):
+        while not log_lines.named("webhook.answered"):
             assert time.monotonic() - answered < REPORT_DELAY_SECONDS + MARGIN_SECONDS
             await asyncio.sleep(0.002)
-        (line,) = events(lines, "webhook.answered")
+        (line,) = log_lines.named("webhook.answered")
         assert (line["request_id"], line["ultravox_call_id"]) == ("req-reported", CALL_ID)
         assert answered_count() == counted + 1
 
 
 async def test_webhooks_answered_together_are_reported_together_each_with_its_request_id(
-    ultravox: respx.MockRouter, lines: io.StringIO
+    ultravox: respx.MockRouter, log_lines: Lines
 ) -> None:
     ultravox.post("/calls").mock(return_value=created_call())
     async with served(make_settings()) as (app, client):
@@ -123,16 +98,16 @@ async def test_webhooks_answered_together_are_reported_together_each_with_its_re
             return (await webhook.send(client)).status_code
 
         assert await asyncio.gather(*(send(n) for n in range(3))) == [200, 200, 200]
-        assert events(lines, "webhook.answered") == []
+        assert log_lines.named("webhook.answered") == []
         app.state.reports.flush()
         reported = {
-            line["request_id"]: line["call_id"] for line in events(lines, "webhook.answered")
+            line["request_id"]: line["call_id"] for line in log_lines.named("webhook.answered")
         }
     assert reported == {f"req-{n}": f"CA{n:032d}" for n in range(3)}
 
 
 async def test_reports_pending_at_shutdown_are_made_and_recorded_before_the_records_close(
-    ultravox: respx.MockRouter, lines: io.StringIO
+    ultravox: respx.MockRouter, log_lines: Lines
 ) -> None:
     ultravox.post("/calls").mock(return_value=created_call())
     settings = make_settings()
@@ -140,8 +115,8 @@ async def test_reports_pending_at_shutdown_are_made_and_recorded_before_the_reco
         app.state.reports.delay = 60
         response = await twilio_webhook(twilio_fields("CA" + "5" * 32)).send(client)
         assert response.status_code == 200
-        assert events(lines, "webhook.answered") == []
-    assert len(events(lines, "webhook.answered")) == 1
+        assert log_lines.named("webhook.answered") == []
+    assert len(log_lines.named("webhook.answered")) == 1
     assert [row[:2] for row in recorded(settings)] == [("CA" + "5" * 32, "answered")]
 
 
