@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,12 @@ class Lines:
     def __init__(self, stream: io.StringIO) -> None:
         self._stream = stream
 
+    @property
+    def lines(self) -> list[str]:
+        return self._stream.getvalue().splitlines()
+
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._stream.getvalue().splitlines()]
+        return [json.loads(line) for line in self.lines]
 
     def named(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.events() if line["event"] == name]
@@ -110,21 +114,28 @@ class Lines:
         return self._stream.getvalue()
 
 
-@pytest.fixture
-def log_lines() -> Iterator[Lines]:
-    """The service's JSON log lines, formatted as in production (numbers masked, request id)."""
+@contextmanager
+def capturing(logger: logging.Logger) -> Iterator[Lines]:
+    """`logger`'s lines (and its children's) at INFO, formatted as in production (JSON, numbers
+    masked, request id)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
-    app_logger = logging.getLogger("app")
-    level = app_logger.level
-    app_logger.addHandler(handler)
-    app_logger.setLevel(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         yield Lines(stream)
     finally:
-        app_logger.removeHandler(handler)
-        app_logger.setLevel(level)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Lines]:
+    """The service's JSON log lines, formatted as in production (numbers masked, request id)."""
+    with capturing(logging.getLogger("app")) as lines:
+        yield lines
 
 
 class ReportingASGITransport(httpx.ASGITransport):

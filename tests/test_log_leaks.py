@@ -2,13 +2,10 @@
 request, a credential from a DEBUG handshake line, or a caller's number quoted in an error."""
 
 import base64
-import io
-import json
 import logging
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,10 +13,12 @@ import respx
 import uvicorn
 import websockets
 
-from app.logs import MAX_LOGGED_CHARS, EventFormatter, configure_logging
+from app.logs import MAX_LOGGED_CHARS, configure_logging
 from app.main import create_app
 from tests.conftest import (
     CALLER,
+    Lines,
+    capturing,
     make_settings,
     running_app,
     telnyx_fields,
@@ -33,36 +32,14 @@ MAX_LINE_CHARS = 6 * MAX_LOGGED_CHARS
 ASTERISK_TOKEN = "asterisk-test-token-0123456789"
 
 
-class Captured:
-    def __init__(self, stream: io.StringIO) -> None:
-        self.stream = stream
-
-    @property
-    def lines(self) -> list[str]:
-        return self.stream.getvalue().splitlines()
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines]
-
-
 @pytest.fixture
-def all_logs() -> Iterator[Captured]:
+def all_logs() -> Iterator[Lines]:
     """Every logger's lines (the SDKs' too), formatted as in production, at INFO."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(EventFormatter(as_json=True, mask_numbers=True))
-    root = logging.getLogger()
-    saved = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield Captured(stream)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(saved)
+    with capturing(logging.getLogger()) as lines:
+        yield lines
 
 
-async def test_a_huge_header_is_refused_before_anything_logs_it(all_logs: Captured) -> None:
+async def test_a_huge_header_is_refused_before_anything_logs_it(all_logs: Lines) -> None:
     huge = "x" * (1024 * 1024)
     webhook = twilio_webhook(twilio_fields())
     webhook.headers["X-Twilio-Webhooks-Signature-Settings"] = huge
@@ -70,10 +47,10 @@ async def test_a_huge_header_is_refused_before_anything_logs_it(all_logs: Captur
         response = await webhook.send(client)
 
     assert (response.status_code, response.text) == (431, "request headers over 16384 bytes\n")
-    assert huge not in all_logs.stream.getvalue()
+    assert huge not in all_logs.text
 
 
-async def test_an_unknown_signature_algorithm_is_refused_quoted_capped(all_logs: Captured) -> None:
+async def test_an_unknown_signature_algorithm_is_refused_quoted_capped(all_logs: Lines) -> None:
     # Under the header limit, a 12,000-character algorithm name reaches the signature check.
     unknown = "algorithm=" + "A" * 12000
     webhook = twilio_webhook(twilio_fields())
@@ -83,22 +60,22 @@ async def test_an_unknown_signature_algorithm_is_refused_quoted_capped(all_logs:
 
     assert response.status_code == 403
     assert "A" * 41 not in response.text
-    assert "A" * 41 not in all_logs.stream.getvalue()
+    assert "A" * 41 not in all_logs.text
     assert all(len(line) < MAX_LINE_CHARS for line in all_logs.lines)
 
 
-async def test_a_huge_call_id_is_logged_capped(all_logs: Captured) -> None:
+async def test_a_huge_call_id_is_logged_capped(all_logs: Lines) -> None:
     call_id = "v3:" + "c" * 60_000
     async with running_app(make_settings(ultravox_api_url="http://127.0.0.1:9/api")) as client:
         await telnyx_webhook(telnyx_fields(call_id), method="POST").send(client)
 
     assert all_logs.lines
     assert all(len(line) < MAX_LINE_CHARS for line in all_logs.lines)
-    assert call_id not in all_logs.stream.getvalue()
+    assert call_id not in all_logs.text
 
 
 async def test_fallback_reason_quoting_ultravox_masks_the_callers_number(
-    ultravox: respx.MockRouter, all_logs: Captured
+    ultravox: respx.MockRouter, all_logs: Lines
 ) -> None:
     ultravox.post("/calls").mock(
         return_value=httpx.Response(400, json={"detail": f"metadata.callerNumber {CALLER} refused"})
@@ -106,11 +83,11 @@ async def test_fallback_reason_quoting_ultravox_masks_the_callers_number(
     async with running_app(make_settings()) as client:
         await twilio_webhook(twilio_fields()).send(client)
 
-    (fallback,) = [e for e in all_logs.events() if e["event"] == "webhook.fallback"]
+    (fallback,) = all_logs.named("webhook.fallback")
     assert fallback["reason"] == (
         'Ultravox answered 400: {"detail":"metadata.callerNumber +15*******06 refused"}'
     )
-    assert CALLER not in all_logs.stream.getvalue()
+    assert CALLER not in all_logs.text
 
 
 @pytest.fixture
